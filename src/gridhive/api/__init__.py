@@ -1,0 +1,1 @@
+"""HTTP entrypoint pieces: error handlers, middleware and the assembled routers."""

@@ -1,0 +1,88 @@
+"""create_app(settings) -> FastAPI: the one ASGI application serving every door."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridhive import __version__
+from gridhive.api import handlers
+from gridhive.api.middleware import BodySizeLimit, RequestId
+from gridhive.api.v1 import router as v1_router
+from gridhive.config import Settings, get_settings
+from gridhive.db.engine import READ_ONLY_OPTION, create_engine
+from gridhive.db.migrate import upgrade_with_engine
+from gridhive.db.session import make_sessionmaker
+
+OPENAPI_TAGS = [
+    {"name": "Cloud API", "description": "Server-to-server calls of a device maker's cloud."},
+    {"name": "Mobile App API", "description": "Calls of the homeowner's app, with a site token."},
+    {"name": "Utility API", "description": "Programs, enrollments, groups, events, telemetry."},
+    {"name": "Admin", "description": "The platform operator: organisations, keys, programs."},
+    {"name": "OAuth", "description": "Client-credentials access tokens."},
+    {"name": "Operations", "description": "Health and readiness."},
+]
+
+
+def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        db_engine = engine or create_engine(
+            settings.database_url, pool_size=settings.database_pool_size
+        )
+        if own_engine and settings.run_migrations_on_start:
+            await upgrade_with_engine(db_engine)
+        app.state.engine = db_engine
+        app.state.sessionmaker = make_sessionmaker(db_engine)
+        try:
+            yield
+        finally:
+            if own_engine:
+                await db_engine.dispose()
+
+    app = FastAPI(
+        title="gridhive",
+        version=__version__,
+        description=(
+            "A virtual power plant and demand-response platform speaking the Flip Energy APIs. "
+            "Errors always carry `{code, message, status_code, errors, detail}`."
+        ),
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if engine is not None:
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+    handlers.install(app)
+    app.include_router(v1_router)
+    _add_health_routes(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestId)
+    return app
+
+
+def _add_health_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["Operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["Operations"], responses={503: {"description": "Database down"}})
+    async def readyz() -> JSONResponse:
+        """The database answers."""
+        try:
+            async with app.state.engine.connect() as connection:
+                connection = await connection.execution_options(**{READ_ONLY_OPTION: True})
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not ready"
+            return handlers.error_response(503, f"Database not reachable: {type(exc).__name__}")
+        return JSONResponse({"status": "ready"})

@@ -1,0 +1,1 @@
+"""Tenants (utilities, OEMs, the platform operator), API keys and access tokens."""

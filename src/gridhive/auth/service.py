@@ -1,0 +1,204 @@
+"""Organisations, API keys and tokens; turning a bearer credential into a Principal."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gridhive.auth.errors import ApiKeyNotFound, InvalidCredentials, OrganizationNotFound
+from gridhive.auth.models import AccessToken, ApiKey, Organization, OrgKind, TokenKind
+from gridhive.kit.ids import hash_secret, random_token, secret_matches
+from gridhive.kit.time import utc_now
+
+KEY_PREFIX = "ghk_"
+TOKEN_PREFIXES = {TokenKind.SITE: "ghs_", TokenKind.SESSION: "ghp_", TokenKind.OAUTH: "gho_"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant, its kind, and how narrowly the credential is scoped."""
+
+    org_id: uuid.UUID
+    kind: OrgKind
+    via: Literal["key", "oauth", "site"]
+    api_key_id: uuid.UUID | None = None
+    site_pk: uuid.UUID | None = None
+
+
+# Organisations -------------------------------------------------------------------------------
+
+
+async def create_organization(session: AsyncSession, *, kind: OrgKind, name: str) -> Organization:
+    org = Organization(kind=kind, name=name)
+    session.add(org)
+    await session.flush()
+    return org
+
+
+async def search_organizations(
+    session: AsyncSession, *, kind: OrgKind | None = None
+) -> Sequence[Organization]:
+    stmt = sa.select(Organization).order_by(Organization.created_at, Organization.id)
+    if kind is not None:
+        stmt = stmt.where(Organization.kind == kind)
+    return (await session.scalars(stmt)).all()
+
+
+async def get_organization_or_raise(
+    session: AsyncSession, org_id: uuid.UUID, *, kind: OrgKind | None = None
+) -> Organization:
+    org = await session.get(Organization, org_id)
+    if org is None or (kind is not None and org.kind != kind):
+        label = kind.value if kind else "organization"
+        raise OrganizationNotFound(f"No {label} with id {org_id}")
+    return org
+
+
+# API keys ------------------------------------------------------------------------------------
+
+
+def key_prefix(key: ApiKey) -> str:
+    return f"{KEY_PREFIX}{key.public_id}"
+
+
+async def create_api_key(
+    session: AsyncSession, *, org_id: uuid.UUID, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its full text, which is never stored."""
+    await get_organization_or_raise(session, org_id)
+    public_id = secrets.token_hex(8)
+    secret = random_token(32)
+    key = ApiKey(org_id=org_id, public_id=public_id, secret_hash=hash_secret(secret), name=name)
+    session.add(key)
+    await session.flush()
+    return key, f"{KEY_PREFIX}{public_id}_{secret}"
+
+
+async def search_api_keys(session: AsyncSession, *, org_id: uuid.UUID) -> Sequence[ApiKey]:
+    stmt = sa.select(ApiKey).where(ApiKey.org_id == org_id).order_by(ApiKey.created_at)
+    return (await session.scalars(stmt)).all()
+
+
+async def revoke_api_key(
+    session: AsyncSession, key_id: uuid.UUID, *, org_id: uuid.UUID | None = None
+) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None or (org_id is not None and key.org_id != org_id):
+        raise ApiKeyNotFound(f"No API key with id {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utc_now()
+        await session.flush()
+    return key
+
+
+async def _active_key(session: AsyncSession, public_id: str, secret: str) -> ApiKey | None:
+    key = await session.scalar(sa.select(ApiKey).where(ApiKey.public_id == public_id))
+    if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_hash):
+        return None
+    return key
+
+
+def split_key(text: str) -> tuple[str, str] | None:
+    if not text.startswith(KEY_PREFIX):
+        return None
+    public_id, sep, secret = text[len(KEY_PREFIX) :].partition("_")
+    return (public_id, secret) if sep and public_id and secret else None
+
+
+# Tokens --------------------------------------------------------------------------------------
+
+
+async def issue_token(
+    session: AsyncSession,
+    *,
+    kind: TokenKind,
+    org_id: uuid.UUID,
+    ttl: timedelta,
+    api_key_id: uuid.UUID | None = None,
+    site_pk: uuid.UUID | None = None,
+) -> tuple[str, datetime]:
+    token = TOKEN_PREFIXES[kind] + random_token(32)
+    expires_at = utc_now() + ttl
+    session.add(
+        AccessToken(
+            kind=kind,
+            token_hash=hash_secret(token),
+            org_id=org_id,
+            api_key_id=api_key_id,
+            site_pk=site_pk,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+    return token, expires_at
+
+
+async def issue_oauth_token(
+    session: AsyncSession, *, client_id: str, client_secret: str, ttl: timedelta
+) -> str:
+    """Client-credentials grant: the client id is the key's public id, the secret its secret."""
+    key = await _active_key(session, client_id, client_secret)
+    if key is None:
+        raise InvalidCredentials("Unknown client or wrong secret", code="invalid_client")
+    token, _ = await issue_token(
+        session, kind=TokenKind.OAUTH, org_id=key.org_id, ttl=ttl, api_key_id=key.id
+    )
+    return token
+
+
+async def consume_session_token(session: AsyncSession, token: str) -> AccessToken:
+    """Use a single-use session token once; a second use, or an old token, is refused."""
+    row = await session.scalar(
+        sa.select(AccessToken).where(
+            AccessToken.token_hash == hash_secret(token), AccessToken.kind == TokenKind.SESSION
+        )
+    )
+    now = utc_now()
+    if row is None or row.consumed_at is not None or row.expires_at <= now:
+        raise InvalidCredentials("This session link is invalid, expired or already used")
+    row.consumed_at = now
+    await session.flush()
+    return row
+
+
+async def authenticate(session: AsyncSession, credential: str) -> Principal:
+    """Resolve a bearer credential (API key, OAuth token or site token) to its Principal."""
+    if parts := split_key(credential):
+        key = await _active_key(session, *parts)
+        if key is None:
+            raise InvalidCredentials("Invalid or revoked API key")
+        org = await get_organization_or_raise(session, key.org_id)
+        return Principal(org_id=org.id, kind=org.kind, via="key", api_key_id=key.id)
+    return await _authenticate_token(session, credential)
+
+
+async def _authenticate_token(session: AsyncSession, credential: str) -> Principal:
+    row = (
+        await session.execute(
+            sa.select(AccessToken, Organization.kind, ApiKey.revoked_at)
+            .join(Organization, Organization.id == AccessToken.org_id)
+            .outerjoin(ApiKey, ApiKey.id == AccessToken.api_key_id)
+            .where(
+                AccessToken.token_hash == hash_secret(credential),
+                AccessToken.kind.in_([TokenKind.SITE, TokenKind.OAUTH]),
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise InvalidCredentials("Invalid bearer token")
+    token, kind, key_revoked_at = row
+    if token.expires_at <= utc_now():
+        raise InvalidCredentials("The token has expired; request a new one")
+    if key_revoked_at is not None:
+        raise InvalidCredentials("The API key behind this token was revoked")
+    via: Literal["oauth", "site"] = "site" if token.kind == TokenKind.SITE else "oauth"
+    return Principal(
+        org_id=token.org_id, kind=kind, via=via, api_key_id=token.api_key_id, site_pk=token.site_pk
+    )

@@ -1,0 +1,19 @@
+"""Imports every domain's models so that Alembic and the metadata see all tables."""
+
+from gridhive.auth import models as auth_models
+from gridhive.devices import models as device_models
+from gridhive.enrollments import models as enrollment_models
+from gridhive.idempotency import models as idempotency_models
+from gridhive.programs import models as program_models
+from gridhive.sites import models as site_models
+from gridhive.webhooks import models as webhook_models
+
+__all__ = [
+    "auth_models",
+    "device_models",
+    "enrollment_models",
+    "idempotency_models",
+    "program_models",
+    "site_models",
+    "webhook_models",
+]
