@@ -7,15 +7,22 @@ savepoint, so the data survives a request's rollback and vanishes with the test'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.auth import service as auth_service
-from gridhive.auth.models import Organization, OrgKind
+from gridhive.auth.models import Organization, OrgKind, TokenKind
+from gridhive.devices import service as device_service
+from gridhive.devices.models import Device
+from gridhive.devices.schemas import DeviceCreate
 from gridhive.programs import service as program_service
 from gridhive.programs.models import Program
 from gridhive.programs.schemas import ProgramCreate
+from gridhive.sites import service as site_service
+from gridhive.sites.models import Site
+from gridhive.sites.schemas import SiteCommission
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,55 @@ async def create_tenant(session: AsyncSession, *, kind: str, name: str) -> Tenan
 
 async def create_admin(session: AsyncSession) -> Tenant:
     return await create_tenant(session, kind="operator", name="Operator")
+
+
+def battery_fields(device_id: str, **overrides: Any) -> dict[str, Any]:
+    """A battery as an OEM would send it (DeviceCreateIn)."""
+    fields: dict[str, Any] = {
+        "id": device_id,
+        "manufacturer_name": "Volt",
+        "product_name": "PowerCell 13",
+        "serial_number": f"SN-{device_id}",
+        "type": "BATTERY",
+        "attributes": {
+            "battery_capacity_wh": 13500,
+            "battery_power_input_w": 5000,
+            "battery_power_output_w": 5000,
+        },
+        "configuration": {"reserve_percentage": 20},
+        "install_date": "2025-03-01T00:00:00Z",
+    }
+    fields.update(overrides)
+    return fields
+
+
+async def create_site(
+    session: AsyncSession, oem: Tenant, site_id: str = "site-1", **fields: Any
+) -> Site:
+    data = SiteCommission.model_validate(
+        {"id": site_id, "zip_code": "94110", "state_code": "CA", **fields}
+    )
+    site, _ = await site_service.upsert_site(session, tenant_id=oem.org.id, data=data)
+    await session.commit()
+    return site
+
+
+async def create_device(
+    session: AsyncSession, site: Site, device_id: str = "battery-1", **overrides: Any
+) -> Device:
+    data = DeviceCreate.model_validate(battery_fields(device_id, **overrides))
+    device = await device_service.create_device(session, site=site, data=data)
+    await session.commit()
+    return device
+
+
+async def site_token(session: AsyncSession, oem: Tenant, site: Site) -> dict[str, str]:
+    """Headers carrying a fresh site token for `site`."""
+    token, _ = await auth_service.issue_token(
+        session, kind=TokenKind.SITE, org_id=oem.org.id, site_pk=site.pk, ttl=timedelta(hours=1)
+    )
+    await session.commit()
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def create_program(session: AsyncSession, utility: Tenant, **overrides: Any) -> Program:

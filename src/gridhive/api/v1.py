@@ -6,9 +6,15 @@ from fastapi import APIRouter
 
 from gridhive.auth.router import admin_router as auth_admin_router
 from gridhive.auth.router import oauth_router
+from gridhive.devices.router import router as devices_router
 from gridhive.programs.router import admin_router as programs_admin_router
+from gridhive.sites.router import cloud_router as sites_cloud_router
+from gridhive.sites.router import mobile_router as sites_mobile_router
 
 router = APIRouter()
 router.include_router(oauth_router)
 router.include_router(auth_admin_router)
 router.include_router(programs_admin_router)
+router.include_router(sites_cloud_router)
+router.include_router(sites_mobile_router)
+router.include_router(devices_router)

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridhive.db.base import Base, Timestamps
 from gridhive.kit.ids import new_uuid
+from gridhive.sites.models import Site
 
 
 class DeviceType(enum.StrEnum):
@@ -54,3 +55,23 @@ class Device(Timestamps, Base):
     reserve_percentage: Mapped[int] = mapped_column(default=0)
     install_date: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # The site comes with every device: responses name it by the OEM's site id.
+    site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def site_id(self) -> str:
+        return self.site.id
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        if self.type == DeviceType.BATTERY:
+            return {
+                "battery_capacity_wh": self.battery_capacity_wh,
+                "battery_power_input_w": self.battery_power_input_w,
+                "battery_power_output_w": self.battery_power_output_w,
+            }
+        return dict(self.extra_attributes)
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        return {"reserve_percentage": self.reserve_percentage}

@@ -1,0 +1,9 @@
+from gridhive.errors import Conflict, NotFound
+
+
+class DeviceNotFound(NotFound):
+    pass
+
+
+class DeviceAlreadyExists(Conflict):
+    pass
