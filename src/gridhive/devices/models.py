@@ -55,6 +55,10 @@ class Device(Timestamps, Base):
     reserve_percentage: Mapped[int] = mapped_column(default=0)
     install_date: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # Latest known state, written by telemetry ingest; read by the planner and capacity views.
+    state_of_charge_pct: Mapped[float | None]
+    is_online: Mapped[bool | None]
+    last_seen_at: Mapped[datetime | None]
     # The site comes with every device: responses name it by the OEM's site id.
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gridhive.db.base import Base, Timestamps, UUIDPrimaryKey
+from gridhive.kit.ids import new_uuid
 
 
 class Program(UUIDPrimaryKey, Timestamps, Base):
@@ -40,3 +41,30 @@ class Program(UUIDPrimaryKey, Timestamps, Base):
     timezone: Mapped[str] = mapped_column(sa.String(64), default="America/Los_Angeles")
     # Dispatch rules (system.md §2), validated by programs.schemas.DispatchRules.
     dispatch_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Group(Timestamps, Base):
+    """A utility-chosen subset of a program's sites (e.g. a load zone), targeted by events."""
+
+    __tablename__ = "groups"
+    __table_args__ = (sa.UniqueConstraint("program_id", "id"),)
+
+    pk: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    program_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("programs.id", ondelete="CASCADE"), index=True
+    )
+    id: Mapped[str] = mapped_column(sa.String(100))
+    name: Mapped[str] = mapped_column(sa.String(200))
+
+
+class SiteGroup(Base):
+    """Membership of a site in a group; set through the utility's enrollment PATCH."""
+
+    __tablename__ = "site_groups"
+
+    group_pk: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("groups.pk", ondelete="CASCADE"), primary_key=True
+    )
+    site_pk: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("sites.pk", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -1,0 +1,70 @@
+"""Commands: one per device per action (plus preparatory ones), Flip's Command object."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gridhive.db.base import Base, Timestamps, UUIDPrimaryKey
+
+
+class CommandStatus(enum.StrEnum):
+    OK = "OK"
+    CANCELED = "CANCELED"
+    OPT_OUT = "OPT_OUT"
+
+
+class DeviceStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    OK = "OK"
+    FAILED_OFFLINE = "FAILED_OFFLINE"
+    FAILED_FAULT = "FAILED_FAULT"
+
+
+class Command(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "commands"
+    __table_args__ = (
+        # Polling: an OEM's commands in update order.
+        sa.Index("ix_commands_tenant_updated", "tenant_id", "updated_at", "id"),
+        # Supersession: a device's commands by time.
+        sa.Index("ix_commands_device_starts", "device_pk", "starts_at"),
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
+    site_event_pk: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("site_events.pk", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    device_pk: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("devices.pk", ondelete="CASCADE"))
+    # Denormalised OEM device id: every command read and webhook names it.
+    device_id: Mapped[str] = mapped_column(sa.String(255))
+    action_index: Mapped[int]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    duration_s: Mapped[int | None]
+    is_preparatory_action: Mapped[bool] = mapped_column(default=False)
+    mode: Mapped[str] = mapped_column(sa.String(24))
+    power_mode: Mapped[str | None] = mapped_column(sa.String(16))
+    setpoint_w: Mapped[int | None]
+    enable_grid_import: Mapped[bool | None]
+    backup_reserve_percentage: Mapped[int | None]
+    status: Mapped[CommandStatus] = mapped_column(
+        sa.Enum(CommandStatus, native_enum=False, length=16)
+    )
+    status_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    device_status: Mapped[DeviceStatus] = mapped_column(
+        sa.Enum(DeviceStatus, native_enum=False, length=16)
+    )
+    device_status_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    acknowledged_at: Mapped[datetime | None]
+    # Why the command looks as it does (share of the total, caps, SOC used, ...): the plan.
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,1 @@
+"""Demand-response events: validated, planned into commands, and run through their lifecycle."""

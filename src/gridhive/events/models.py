@@ -1,0 +1,58 @@
+"""Events (the utility's object) and site events (what each site and its OEM see).
+
+An event's status is not stored: it follows from its times and `canceled_at`, so reads never
+disagree with the clock and no process has to flip it. The scheduler only announces changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gridhive.db.base import Base, Timestamps, UUIDPrimaryKey
+from gridhive.kit.ids import new_uuid
+
+
+class Event(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "events"
+
+    program_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("programs.id", ondelete="RESTRICT"), index=True
+    )
+    utility_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    target_type: Mapped[str] = mapped_column(sa.String(16))
+    target_ids: Mapped[list[Any]]
+    actions: Mapped[list[Any]]
+    starts_at: Mapped[datetime] = mapped_column(index=True)
+    ends_at: Mapped[datetime]
+    duration_s: Mapped[int]
+    canceled_at: Mapped[datetime | None]
+    # Totals and the human-readable summary of the plan (per-command reasons live on commands).
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SiteEvent(Timestamps, Base):
+    """One targeted site's view of an event; its Flip `id` is the event's id."""
+
+    __tablename__ = "site_events"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "site_pk"),
+        sa.Index("ix_site_events_site_pk_event", "site_pk", "event_id"),
+    )
+
+    pk: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
+    event_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    site_pk: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("sites.pk", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    # Denormalised OEM site id, for reads and webhooks without a join.
+    site_id: Mapped[str] = mapped_column(sa.String(255))
+    is_participating: Mapped[bool] = mapped_column(default=True)
+    opted_out_at: Mapped[datetime | None]
