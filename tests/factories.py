@@ -14,9 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import Organization, OrgKind, TokenKind
+from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.devices import service as device_service
 from gridhive.devices.models import Device
 from gridhive.devices.schemas import DeviceCreate
+from gridhive.events.models import Event, SiteEvent
+from gridhive.kit.time import isoformat_z, utc_now
 from gridhive.programs import service as program_service
 from gridhive.programs.models import Program
 from gridhive.programs.schemas import ProgramCreate
@@ -93,6 +96,64 @@ async def site_token(session: AsyncSession, oem: Tenant, site: Site) -> dict[str
     )
     await session.commit()
     return {"Authorization": f"Bearer {token}"}
+
+
+async def create_command(
+    session: AsyncSession,
+    program: Program,
+    device: Device,
+    *,
+    starts_in: timedelta = timedelta(hours=2),
+    duration: timedelta = timedelta(hours=1),
+    mode: str = "DISCHARGE",
+) -> Command:
+    """An event of one action for one device, stored as the planner would store it."""
+    starts_at = utc_now() + starts_in
+    action = {
+        "mode": mode,
+        "starts_at": isoformat_z(starts_at),
+        "duration_s": int(duration.total_seconds()),
+    }
+    event = Event(
+        program_id=program.id,
+        utility_id=program.utility_id,
+        target_type="DEVICE",
+        target_ids=[device.id],
+        actions=[action],
+        starts_at=starts_at,
+        ends_at=starts_at + duration,
+        duration_s=int(duration.total_seconds()),
+    )
+    session.add(event)
+    await session.flush()
+    site_event = SiteEvent(
+        event_id=event.id,
+        site_pk=device.site_pk,
+        tenant_id=device.tenant_id,
+        site_id=device.site.id,
+    )
+    session.add(site_event)
+    await session.flush()
+    command = Command(
+        event_id=event.id,
+        site_event_pk=site_event.pk,
+        tenant_id=device.tenant_id,
+        device_pk=device.pk,
+        device_id=device.id,
+        action_index=0,
+        starts_at=starts_at,
+        ends_at=starts_at + duration,
+        duration_s=int(duration.total_seconds()),
+        mode=mode,
+        power_mode="SETPOINT" if mode in ("CHARGE", "DISCHARGE") else None,
+        setpoint_w=5000 if mode in ("CHARGE", "DISCHARGE") else None,
+        backup_reserve_percentage=20,
+        status=CommandStatus.OK,
+        device_status=DeviceStatus.PENDING,
+    )
+    session.add(command)
+    await session.commit()
+    return command
 
 
 async def create_program(session: AsyncSession, utility: Tenant, **overrides: Any) -> Program:

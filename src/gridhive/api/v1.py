@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from gridhive.auth.router import admin_router as auth_admin_router
 from gridhive.auth.router import oauth_router
+from gridhive.commands.router import router as commands_router
 from gridhive.devices.router import router as devices_router
 from gridhive.programs.router import admin_router as programs_admin_router
 from gridhive.sites.router import cloud_router as sites_cloud_router
@@ -18,3 +19,4 @@ router.include_router(programs_admin_router)
 router.include_router(sites_cloud_router)
 router.include_router(sites_mobile_router)
 router.include_router(devices_router)
+router.include_router(commands_router)

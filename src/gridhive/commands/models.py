@@ -68,3 +68,15 @@ class Command(UUIDPrimaryKey, Timestamps, Base):
     acknowledged_at: Mapped[datetime | None]
     # Why the command looks as it does (share of the total, caps, SOC used, ...): the plan.
     explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    @property
+    def battery_commands(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "power_mode": self.power_mode,
+            "setpoint_w": self.setpoint_w,
+            "enable_grid_import": self.enable_grid_import,
+            "enable_grid_export": None,
+            "backup_reserve_percentage": self.backup_reserve_percentage,
+            "maximum_charge_percentage": None,
+        }
