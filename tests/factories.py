@@ -6,6 +6,7 @@ savepoint, so the data survives a request's rollback and vanishes with the test'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,9 @@ from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.devices import service as device_service
 from gridhive.devices.models import Device
 from gridhive.devices.schemas import DeviceCreate
+from gridhive.enrollments import service as enrollment_service
+from gridhive.enrollments.models import Enrollment
+from gridhive.enrollments.schemas import EnrollmentCreate
 from gridhive.events.models import Event, SiteEvent
 from gridhive.kit.time import isoformat_z, utc_now
 from gridhive.programs import service as program_service
@@ -164,3 +168,26 @@ async def create_program(session: AsyncSession, utility: Tenant, **overrides: An
     )
     await session.commit()
     return program
+
+
+async def create_enrollment(
+    session: AsyncSession,
+    site: Site,
+    program: Program,
+    devices: Sequence[Device],
+    **overrides: Any,
+) -> Enrollment:
+    """An enrollment made as the app makes one (USER_ACTION unless overridden)."""
+    # A request since `site` was created may have loaded the site afresh into the session.
+    site = await session.get_one(Site, site.pk)
+    fields: dict[str, Any] = {
+        "device_ids": [device.id for device in devices],
+        "program_id": program.id,
+        "enroll_method": "USER_ACTION",
+        **overrides,
+    }
+    enrollment = await enrollment_service.create_enrollment(
+        session, site=site, program=program, data=EnrollmentCreate.model_validate(fields)
+    )
+    await session.commit()
+    return enrollment

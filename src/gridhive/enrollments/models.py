@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gridhive.db.base import Base, Timestamps, UUIDPrimaryKey
+from gridhive.sites.models import Site
 
 
 class EnrollmentStatus(enum.StrEnum):
@@ -64,6 +65,20 @@ class Enrollment(UUIDPrimaryKey, Timestamps, Base):
     program_specific_attributes: Mapped[list[Any]] = mapped_column(default=list)
     has_agreed_to_terms_and_conditions: Mapped[bool | None]
     terms_and_conditions_version: Mapped[str | None] = mapped_column(sa.String(100))
+    # Loaded with every enrollment: responses name the site and devices by the OEM's ids, and
+    # nothing may lazy-load under asyncio.
+    site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
+    devices: Mapped[list[EnrollmentDevice]] = relationship(
+        lazy="selectin", order_by="EnrollmentDevice.position"
+    )
+
+    @property
+    def site_id(self) -> str:
+        return self.site.id
+
+    @property
+    def device_ids(self) -> list[str]:
+        return [device.device_id for device in self.devices]
 
 
 class EnrollmentDevice(Base):

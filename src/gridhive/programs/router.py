@@ -1,16 +1,25 @@
-"""Admin: programs are created by the platform operator for a utility."""
+"""Programs: created by the platform operator (Admin), listed for device makers (Cloud API)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
+from pydantic import AfterValidator
 
-from gridhive.auth.deps import AdminPrincipal, SessionDep
+from gridhive.auth.deps import AdminPrincipal, OemPrincipal, SessionDep
 from gridhive.idempotency.routing import IdempotentRoute
 from gridhive.kit.pagination import PageDep
 from gridhive.programs import service
-from gridhive.programs.schemas import ProgramAdminRead, ProgramCreate
+from gridhive.programs.schemas import (
+    DeviceTypeName,
+    ProgramAdminRead,
+    ProgramCreate,
+    ProgramEligibility,
+    ProgramRead,
+    known_state_code,
+)
 
 admin_router = APIRouter(prefix="/admin/v1", tags=["Admin"], route_class=IdempotentRoute)
 
@@ -43,3 +52,44 @@ async def search_programs(
 async def read_program(program_id: uuid.UUID, session: SessionDep, _: AdminPrincipal) -> object:
     """One program with its territory and dispatch rules."""
     return await service.get_program_or_raise(session, program_id)
+
+
+cloud_router = APIRouter(prefix="/v1", tags=["Cloud API"], route_class=IdempotentRoute)
+
+# The ceiling keeps absurd values away from the database (ratings compare as BIGINT there).
+MAX_RATING = 10**12
+
+
+def cloud_eligibility(
+    device_type: Annotated[DeviceTypeName, Query(description="BATTERY or EV_CHARGER")],
+    total_capacity_wh: Annotated[
+        int, Query(ge=1, le=MAX_RATING, description="Nominal capacity in Wh, e.g. 16000")
+    ],
+    total_power_w: Annotated[
+        int, Query(ge=1, le=MAX_RATING, description="Rated continuous power in W")
+    ],
+    zip_code: Annotated[str | None, Query(pattern=r"^\d{5}(-\d{4})?$")] = None,
+    state_code: Annotated[str | None, AfterValidator(known_state_code), Query()] = None,
+) -> ProgramEligibility:
+    return ProgramEligibility(
+        device_type=device_type,
+        zip_code=zip_code,
+        state_code=state_code,
+        capacity_wh=total_capacity_wh,
+        power_w=total_power_w,
+    )
+
+
+@cloud_router.get("/programs", response_model=list[ProgramRead])
+async def read_programs(
+    session: SessionDep,
+    _: OemPrincipal,
+    page: PageDep,
+    eligibility: Annotated[ProgramEligibility, Depends(cloud_eligibility)],
+) -> object:
+    """Programs a device with these ratings is eligible for at this location, oldest first.
+
+    Without `zip_code` and `state_code` only programs open everywhere match. Sandbox zips
+    (88800, 88801, 88802) match test programs only.
+    """
+    return await service.search_offered_programs(session, eligibility, page=page)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,6 +15,15 @@ from gridhive.kit.us_states import US_STATE_CODES
 DeviceTypeName = Literal["BATTERY", "EV_CHARGER"]
 Month = Annotated[int, Field(ge=1, le=12)]
 Hour = Annotated[int, Field(ge=0, le=24)]
+
+
+def known_state_code(value: str | None) -> str | None:
+    """A US state or territory code, upper-cased; a typo is an error, not an empty match."""
+    if value is None:
+        return None
+    if value.upper() not in US_STATE_CODES:
+        raise ValueError(f"'{value}' is not a US state or territory code (e.g. CA, TX, PR)")
+    return value.upper()
 
 
 class EnrollmentFormField(Schema):
@@ -136,3 +146,18 @@ class ProgramAdminRead(ProgramRead):
     minimum_battery_power_w: int | None
     timezone: str
     dispatch_rules: DispatchRules
+
+
+@dataclass(frozen=True)
+class ProgramEligibility:
+    """What programs are matched against: one device type at one place, with its ratings.
+
+    `capacity_wh`/`power_w` are the totals of the batteries concerned (Flip's `total_*`); None
+    means "not judged", so minimum ratings are not checked (0 means no batteries at all).
+    """
+
+    device_type: str  # BATTERY or EV_CHARGER
+    zip_code: str | None = None
+    state_code: str | None = None
+    capacity_wh: int | None = None
+    power_w: int | None = None

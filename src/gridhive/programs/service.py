@@ -7,13 +7,17 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
 from gridhive.kit.pagination import Page
 from gridhive.programs.errors import ProgramNotFound
 from gridhive.programs.models import Program
-from gridhive.programs.schemas import ProgramCreate
+from gridhive.programs.schemas import ProgramCreate, ProgramEligibility
+
+# Sandbox zips let an integration try enrollment end to end: they match test programs only.
+SANDBOX_ZIP_CODES = frozenset({"88800", "88801", "88802"})
 
 
 async def create_program(
@@ -50,3 +54,73 @@ async def search_programs(
     if page is not None:
         stmt = stmt.offset(page.skip).limit(page.limit)
     return (await session.scalars(stmt)).all()
+
+
+# Eligibility -----------------------------------------------------------------------------------
+
+
+def offer_problem(program: Program, query: ProgramEligibility) -> str | None:
+    """Why `program` is not offered for `query`, or None when it is.
+
+    The one eligibility rule behind every program listing, enrollment check and commission.
+    Battery minimums apply to battery queries only, and only when the ratings are judged.
+    """
+    if not program.participation_months:
+        return "the program has no participation months"
+    if query.device_type not in program.eligible_device_types:
+        allowed = ", ".join(program.eligible_device_types)
+        return f"the program takes {allowed} devices, not {query.device_type}"
+    if not _in_territory(program, query.zip_code, query.state_code):
+        return "the program is not offered at this location"
+    if query.device_type != "BATTERY":
+        return None
+    return _rating_problem(
+        program.minimum_battery_capacity_wh, query.capacity_wh, "Wh of battery capacity"
+    ) or _rating_problem(program.minimum_battery_power_w, query.power_w, "W of battery power")
+
+
+def _in_territory(program: Program, zip_code: str | None, state_code: str | None) -> bool:
+    if is_sandbox_zip(zip_code):
+        return program.is_test
+    zip5 = zip_code[:5] if zip_code else None  # ZIP+4 matches its five-digit zip
+    if not program.zip_codes and not program.state_codes:
+        return True
+    in_zip = zip5 is not None and zip5 in program.zip_codes
+    return in_zip or (state_code is not None and state_code.upper() in program.state_codes)
+
+
+def is_sandbox_zip(zip_code: str | None) -> bool:
+    return zip_code is not None and zip_code[:5] in SANDBOX_ZIP_CODES
+
+
+def _rating_problem(minimum: int | None, total: int | None, unit: str) -> str | None:
+    if minimum is None or total is None or total >= minimum:
+        return None
+    return f"the program needs at least {minimum} {unit}; the batteries total {total}"
+
+
+async def search_offered_programs(
+    session: AsyncSession, query: ProgramEligibility, *, page: Page | None = None
+) -> list[Program]:
+    """Programs offered for `query`, oldest first."""
+    stmt = sa.select(Program).order_by(Program.created_at, Program.id)
+    if is_sandbox_zip(query.zip_code):
+        stmt = stmt.where(Program.is_test.is_(True))
+    if query.device_type == "BATTERY":
+        stmt = stmt.where(
+            _meets(Program.minimum_battery_capacity_wh, query.capacity_wh),
+            _meets(Program.minimum_battery_power_w, query.power_w),
+        )
+    # Device types, territory and months are JSON lists, whose membership tests differ between
+    # SQLite and PostgreSQL; a deployment has tens of programs, so those are filtered here.
+    offered = [p for p in await session.scalars(stmt) if offer_problem(p, query) is None]
+    if page is None:
+        return offered
+    return offered[page.skip : page.skip + page.limit]
+
+
+def _meets(minimum: InstrumentedAttribute[int | None], total: int | None) -> sa.ColumnElement[bool]:
+    if total is None:
+        return sa.true()
+    # BIGINT: a site's summed ratings can pass the INTEGER column's range on PostgreSQL.
+    return sa.or_(minimum.is_(None), minimum <= sa.literal(total, sa.BigInteger()))
