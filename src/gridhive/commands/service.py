@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,8 @@ from gridhive.commands.errors import CommandNotFound
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.commands.schemas import CommandAck
 from gridhive.kit.pagination import Page
-from gridhive.kit.time import utc_now
+from gridhive.kit.time import isoformat_z, utc_now
+from gridhive.webhooks import service as webhook_service
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,73 @@ async def acknowledge(
     command.updated_at = now
     await session.flush()
     return command
+
+
+def command_payload(command: Command) -> dict[str, Any]:
+    """Flip's Command as JSON, built directly: events write one per device at fleet scale.
+
+    tests/commands check it equals `CommandRead.model_validate(command).model_dump(mode="json")`.
+    """
+    return {
+        "id": str(command.id),
+        "event_id": str(command.event_id),
+        "device_id": command.device_id,
+        "starts_at": isoformat_z(command.starts_at),
+        "ends_at": None if command.ends_at is None else isoformat_z(command.ends_at),
+        "duration_s": command.duration_s,
+        "is_preparatory_action": command.is_preparatory_action,
+        "battery_commands": command.battery_commands,
+        "status": command.status.value,
+        "device_status": command.device_status.value,
+        "device_status_reason": command.device_status_reason,
+        "created_at": isoformat_z(command.created_at),
+        "updated_at": isoformat_z(command.updated_at),
+    }
+
+
+async def unfinished_commands(
+    session: AsyncSession,
+    *,
+    event_id: uuid.UUID,
+    now: datetime,
+    site_event_pk: uuid.UUID | None = None,
+    status: CommandStatus = CommandStatus.OK,
+) -> Sequence[Command]:
+    """Commands of an event (or one site's part of it) in `status` that have not ended."""
+    stmt = sa.select(Command).where(
+        Command.event_id == event_id,
+        Command.status == status,
+        sa.or_(Command.ends_at.is_(None), Command.ends_at > now),
+    )
+    if site_event_pk is not None:
+        stmt = stmt.where(Command.site_event_pk == site_event_pk)
+    return (await session.scalars(stmt.order_by(Command.device_id, Command.starts_at))).all()
+
+
+async def change_status(
+    session: AsyncSession,
+    commands: Sequence[Command],
+    *,
+    status: CommandStatus,
+    reason: str,
+    event_type: str,
+) -> None:
+    """Move commands to `status`; the OEM must acknowledge again, so device_status is PENDING.
+
+    Each change is announced to the command's OEM (`event_type`) in this transaction.
+    """
+    now = utc_now()
+    for command in commands:
+        command.status = status
+        command.status_reason = reason
+        command.device_status = DeviceStatus.PENDING
+        command.device_status_reason = reason
+        command.acknowledged_at = None
+        command.updated_at = now
+    await session.flush()
+    await webhook_service.emit_many(
+        session,
+        event_type=event_type,
+        object_type="command",
+        messages=[(c.tenant_id, c.device_id, command_payload(c)) for c in commands],
+    )

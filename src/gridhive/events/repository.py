@@ -1,0 +1,151 @@
+"""The queries behind planning: who an event targets, and what it may overlap."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gridhive.commands.models import Command, CommandStatus
+from gridhive.devices.models import Device
+from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
+from gridhive.events.models import Event
+from gridhive.programs.models import Group, SiteGroup
+from gridhive.sites.models import Site
+
+# Stay well under SQLite's limit on bound parameters when a target lists many ids.
+IN_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRow:
+    """One enrolled device of the program, with what the planner needs to know about it."""
+
+    device_pk: uuid.UUID
+    device_id: str
+    device_type: str
+    capacity_wh: int | None
+    power_input_w: int | None
+    power_output_w: int | None
+    reserve_percentage: int
+    state_of_charge_pct: float | None
+    is_online: bool | None
+    site_pk: uuid.UUID
+    site_id: str
+    tenant_id: uuid.UUID
+
+
+def _enrolled_devices(program_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
+    """Live devices listed in ACTIVE enrollments of the program."""
+    return (
+        sa.select(
+            Device.pk,
+            Device.id,
+            Device.type,
+            Device.battery_capacity_wh,
+            Device.battery_power_input_w,
+            Device.battery_power_output_w,
+            Device.reserve_percentage,
+            Device.state_of_charge_pct,
+            Device.is_online,
+            Site.pk,
+            Site.id,
+            Site.tenant_id,
+        )
+        .select_from(Enrollment)
+        .join(EnrollmentDevice, EnrollmentDevice.enrollment_id == Enrollment.id)
+        .join(Device, Device.pk == EnrollmentDevice.device_pk)
+        .join(Site, Site.pk == Enrollment.site_pk)
+        .where(
+            Enrollment.program_id == program_id,
+            Enrollment.status == EnrollmentStatus.ACTIVE,
+            Device.deleted_at.is_(None),
+        )
+        .order_by(Site.id, Device.id, Device.pk)
+    )
+
+
+async def _rows(session: AsyncSession, stmt: sa.Select[*tuple[Any, ...]]) -> list[TargetRow]:
+    result = await session.execute(stmt)
+    return [TargetRow(*row) for row in result]
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), IN_CHUNK):
+        yield unique[start : start + IN_CHUNK]
+
+
+async def devices_of_program(session: AsyncSession, program_id: uuid.UUID) -> list[TargetRow]:
+    return await _rows(session, _enrolled_devices(program_id))
+
+
+async def devices_of_sites(
+    session: AsyncSession, program_id: uuid.UUID, site_ids: Sequence[str]
+) -> list[TargetRow]:
+    rows: list[TargetRow] = []
+    for chunk in _chunks(site_ids):
+        rows += await _rows(session, _enrolled_devices(program_id).where(Site.id.in_(chunk)))
+    return rows
+
+
+async def devices_by_ids(
+    session: AsyncSession, program_id: uuid.UUID, device_ids: Sequence[str]
+) -> list[TargetRow]:
+    rows: list[TargetRow] = []
+    for chunk in _chunks(device_ids):
+        rows += await _rows(session, _enrolled_devices(program_id).where(Device.id.in_(chunk)))
+    return rows
+
+
+async def devices_of_groups(
+    session: AsyncSession, program_id: uuid.UUID, group_ids: Sequence[str]
+) -> tuple[list[TargetRow], set[str]]:
+    """Devices of sites in any listed group; also returns which group ids exist."""
+    known = set(
+        await session.scalars(
+            sa.select(Group.id).where(Group.program_id == program_id, Group.id.in_(group_ids))
+        )
+    )
+    members = (
+        sa.select(SiteGroup.site_pk)
+        .join(Group, Group.pk == SiteGroup.group_pk)
+        .where(Group.program_id == program_id, Group.id.in_(group_ids))
+    )
+    stmt = _enrolled_devices(program_id).where(Site.pk.in_(members))
+    return await _rows(session, stmt), known
+
+
+async def overlapping_commands(
+    session: AsyncSession, device_pks: set[uuid.UUID], starts_at: datetime, ends_at: datetime
+) -> Sequence[Command]:
+    """Commands still in force (status OK) of these devices whose window overlaps."""
+    if not device_pks:
+        return []
+    stmt = sa.select(Command).where(
+        Command.status == CommandStatus.OK,
+        Command.starts_at < ends_at,
+        sa.or_(Command.ends_at.is_(None), Command.ends_at > starts_at),
+    )
+    if len(device_pks) <= IN_CHUNK:
+        stmt = stmt.where(Command.device_pk.in_(device_pks))
+    commands = (await session.scalars(stmt)).all()
+    return [c for c in commands if c.device_pk in device_pks]
+
+
+async def count_events(
+    session: AsyncSession, program_id: uuid.UUID, since: datetime, until: datetime
+) -> int:
+    """Events of the program (not canceled) starting in [since, until), for dispatch limits."""
+    stmt = sa.select(sa.func.count()).where(
+        Event.program_id == program_id,
+        Event.canceled_at.is_(None),
+        Event.starts_at >= since,
+        Event.starts_at < until,
+    )
+    return int(await session.scalar(stmt) or 0)
