@@ -209,3 +209,11 @@ class TestSiteAccess:
     ) -> None:
         await create_site(session, oem, "site-a")
         assert (await client.get("/v1/site/site-a", headers=utility.headers)).status_code == 403
+
+
+async def test_a_new_sites_updated_at_is_not_before_created_at(
+    client: httpx.AsyncClient, session: AsyncSession, oem: Tenant
+) -> None:
+    await create_site(session, oem, "fresh")
+    site = (await client.get("/v1/site/fresh", headers=oem.headers)).json()
+    assert site["updated_at"] >= site["created_at"]

@@ -66,7 +66,9 @@ async def create_device(session: AsyncSession, *, site: Site, data: DeviceCreate
             f"A device with id '{data.id}' already exists",
             errors=[FieldError(message="already exists", path="id")],
         )
-    device = Device(tenant_id=site.tenant_id, site=site, site_pk=site.pk, id=data.id)
+    device = Device(
+        tenant_id=site.tenant_id, site=site, site_pk=site.pk, id=data.id, created_at=utc_now()
+    )
     _apply(device, data)
     session.add(device)
     await session.flush()
@@ -101,7 +103,13 @@ async def upsert_devices(
                 errors=[FieldError(message="belongs to another site", path=f"devices.{index}.id")],
             )
         if device is None:
-            device = Device(tenant_id=site.tenant_id, site=site, site_pk=site.pk, id=data.id)
+            device = Device(
+                tenant_id=site.tenant_id,
+                site=site,
+                site_pk=site.pk,
+                id=data.id,
+                created_at=utc_now(),
+            )
             session.add(device)
         _apply(device, data)
         result.append(device)

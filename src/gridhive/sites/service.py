@@ -82,14 +82,15 @@ async def upsert_site(
     values = data.model_dump(exclude_unset=True, exclude={"id"})
     site = await get_site(session, tenant_id=tenant_id, site_id=data.id)
     created = site is None
+    now = utc_now()
     if site is None:
-        site = Site(tenant_id=tenant_id, id=data.id, commissioned_at=utc_now())
+        site = Site(tenant_id=tenant_id, id=data.id, commissioned_at=now, created_at=now)
         session.add(site)
     for field, value in values.items():
         setattr(site, field, value)
     if can_auto_enroll is not None:
         site.can_auto_enroll = can_auto_enroll
-    site.updated_at = utc_now()
+    site.updated_at = now
     await session.flush()
     return site, created
 
