@@ -4,7 +4,8 @@
 set -euo pipefail
 work=$(mktemp -d)
 db="sqlite:///$work/schemathesis.db"
-port=8765
+# A free port, so that two runs on one machine never collide.
+port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 export GRIDHIVE_DATABASE_URL="$db" GRIDHIVE_LOG_LEVEL=WARNING
 
 utility=$(gridhive admin create-org --kind utility --name "Fuzz Utility" --json | python -c 'import json,sys;print(json.load(sys.stdin)["id"])')
@@ -17,7 +18,8 @@ admin_key=$(gridhive admin create-admin-key --json | python -c 'import json,sys;
 gridhive serve --port "$port" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.5; done
+for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.5; done
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { echo "server did not start"; cat "$work/server.log"; exit 1; }
 
 status=0
 for key in "$oem_key" "$utility_key" "$admin_key"; do
