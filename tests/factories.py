@@ -25,8 +25,8 @@ from gridhive.enrollments.schemas import EnrollmentCreate
 from gridhive.events.models import Event, SiteEvent
 from gridhive.kit.time import isoformat_z, utc_now
 from gridhive.programs import service as program_service
-from gridhive.programs.models import Program
-from gridhive.programs.schemas import ProgramCreate
+from gridhive.programs.models import Group, Program
+from gridhive.programs.schemas import GroupCreate, ProgramCreate
 from gridhive.sites import service as site_service
 from gridhive.sites.models import Site
 from gridhive.sites.schemas import SiteCommission
@@ -191,3 +191,13 @@ async def create_enrollment(
     )
     await session.commit()
     return enrollment
+
+
+async def create_group(
+    session: AsyncSession, program: Program, group_id: str = "zone-a", name: str | None = None
+) -> Group:
+    """A group of the program, as the utility creates it."""
+    data = GroupCreate(id=group_id, name=name or f"Zone {group_id}")
+    group = await program_service.create_group(session, program, data)
+    await session.commit()
+    return group

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -141,3 +141,51 @@ async def change_status(
         object_type="command",
         messages=[(c.tenant_id, c.device_id, command_payload(c)) for c in commands],
     )
+
+
+# Commands sit below events in the layers, so the events table is named rather than imported:
+# the foreign key commands.event_id -> events.id already ties the two tables together.
+_events = sa.table("events", sa.column("id", sa.Uuid()), sa.column("program_id", sa.Uuid()))
+
+
+async def unfinished_commands_of_devices(
+    session: AsyncSession,
+    *,
+    device_pks: Collection[uuid.UUID],
+    now: datetime,
+    program_id: uuid.UUID | None = None,
+) -> Sequence[Command]:
+    """The devices' commands still in force (status OK) that have not ended; with
+    `program_id`, only those of that program's events."""
+    if not device_pks:
+        return []
+    stmt = sa.select(Command).where(
+        Command.device_pk.in_(set(device_pks)),
+        Command.status == CommandStatus.OK,
+        sa.or_(Command.ends_at.is_(None), Command.ends_at > now),
+    )
+    if program_id is not None:
+        of_program = sa.select(_events.c.id).where(_events.c.program_id == program_id)
+        stmt = stmt.where(Command.event_id.in_(of_program))
+    return (await session.scalars(stmt.order_by(Command.device_id, Command.starts_at))).all()
+
+
+async def cancel_unfinished(
+    session: AsyncSession,
+    *,
+    device_pks: Collection[uuid.UUID],
+    reason: str,
+    program_id: uuid.UUID | None = None,
+) -> Sequence[Command]:
+    """Cancel the devices' unfinished commands (see above) and tell their OEMs."""
+    commands = await unfinished_commands_of_devices(
+        session, device_pks=device_pks, now=utc_now(), program_id=program_id
+    )
+    await change_status(
+        session,
+        commands,
+        status=CommandStatus.CANCELED,
+        reason=reason,
+        event_type="command.canceled",
+    )
+    return commands

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 
 from gridhive.auth.deps import OemPrincipal, SessionDep
 from gridhive.devices import service
@@ -46,12 +46,3 @@ async def update_device(
     """Update a device's ratings (`attributes`) or its reserve (`configuration`)."""
     device = await service.get_device_or_raise(session, site=site, device_id=device_id)
     return await service.update_device(session, device, body)
-
-
-@router.delete(
-    "/device/{deviceId}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
-)
-async def delete_device(site: SiteDep, device_id: DeviceIdPath, session: SessionDep) -> None:
-    """Delete a device. Its history (telemetry, commands, events) stays readable."""
-    device = await service.get_device_or_raise(session, site=site, device_id=device_id)
-    await service.delete_device(session, device)

@@ -24,3 +24,7 @@ class EnrollmentInvalid(Unprocessable):
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return cls(f"Cannot enroll: {first.path}: {first.message}{more}", errors=list(errors))
+
+
+class EnrollmentTransitionRefused(InvalidState):
+    """The lifecycle does not allow this move (e.g. ACTIVE to REJECTED)."""

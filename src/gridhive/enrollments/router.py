@@ -1,4 +1,5 @@
-"""Commissioning and sessions (Cloud API); a site's programs and enrollments (Mobile App API).
+"""Commissioning and sessions (Cloud API); a site's programs and enrollments (Mobile App API);
+a program's enrollments (Utility API reads).
 
 The site-scoped program routes live here, not in programs/, because they need the site.
 """
@@ -9,11 +10,11 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request
 
-from gridhive.auth.deps import OemPrincipal, SessionDep
+from gridhive.auth.deps import OemPrincipal, SessionDep, UtilityPrincipal
 from gridhive.config import Settings
-from gridhive.enrollments import commission, service
+from gridhive.enrollments import commission, service, utility
 from gridhive.enrollments.schemas import (
     CommissionCreate,
     CommissionRead,
@@ -21,6 +22,8 @@ from gridhive.enrollments.schemas import (
     EnrollmentRead,
     SessionCreate,
     SessionRead,
+    UtilityEnrollmentPage,
+    UtilityEnrollmentRead,
 )
 from gridhive.idempotency.routing import IdempotentRoute
 from gridhive.kit.pagination import PageDep
@@ -117,16 +120,37 @@ async def read_enrollment(
     return await service.get_enrollment_or_raise(session, site=site, enrollment_id=enrollment_id)
 
 
-@mobile_router.delete(
-    "/enrollment/{enrollmentId}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
-)
-async def delete_enrollment(
-    site: SiteDep,
-    enrollment_id: Annotated[uuid.UUID, Path(alias="enrollmentId")],
+# Utility API. PATCH /v1/enrollments/{id} lives in commands.router: pausing, rejecting and
+# unenrolling cancel the devices' commands, and this domain may not import commands.
+utility_router = APIRouter(prefix="/v1", tags=["Utility API"], route_class=IdempotentRoute)
+
+
+@utility_router.get("/enrollments", response_model=UtilityEnrollmentPage)
+async def read_program_enrollments(
     session: SessionDep,
-) -> None:
-    """Unenroll: the enrollment becomes UNENROLLED and stays readable."""
-    enrollment = await service.get_enrollment_or_raise(
-        session, site=site, enrollment_id=enrollment_id
+    principal: UtilityPrincipal,
+    page: PageDep,
+    program_id: Annotated[uuid.UUID, Query(description="One of your programs")],
+) -> UtilityEnrollmentPage:
+    """Every enrollment in the program, ended ones included, oldest first, with the site's
+    contact details and groups and the enrolled devices.
+
+    `skip`/`limit` are our addition (default 100, max 1000); Flip answers the whole program.
+    """
+    enrollments = await utility.search_program_enrollments(
+        session, utility_id=principal.org_id, program_id=program_id, page=page
     )
-    await service.unenroll(session, enrollment)
+    return UtilityEnrollmentPage(
+        enrollments=await utility.utility_enrollments(session, enrollments)
+    )
+
+
+@utility_router.get("/enrollments/{id}", response_model=UtilityEnrollmentRead)
+async def read_program_enrollment(
+    enrollment_id: EnrollmentIdPath, session: SessionDep, principal: UtilityPrincipal
+) -> UtilityEnrollmentRead:
+    """One enrollment in one of your programs."""
+    enrollment = await utility.get_enrollment_for_utility_or_raise(
+        session, utility_id=principal.org_id, enrollment_id=enrollment_id
+    )
+    return await utility.utility_enrollment(session, enrollment)

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, Field
 from gridhive.devices.schemas import DeviceCreate, DeviceRead, ExternalId
 from gridhive.enrollments.models import EnrollmentStatus
 from gridhive.kit.schemas import InputSchema, Schema, UTCDatetime
-from gridhive.programs.schemas import ProgramRead
+from gridhive.programs.schemas import GroupRead, ProgramRead
 from gridhive.sites.schemas import SiteCommission, SiteRead
 
 EnrollMethodName = Literal["AUTO_ENROLL", "USER_ACTION"]
@@ -101,3 +101,64 @@ class SessionCreate(InputSchema):
 class SessionRead(Schema):
     token: str
     has_programs: bool
+
+
+# Utility API (§13.1) ----------------------------------------------------------------------------
+
+
+class UtilitySiteRead(Schema):
+    """The enrolled site as the utility sees it: contact details and its groups in the program."""
+
+    id: str
+    first_name: str | None
+    last_name: str | None
+    company_name: str | None
+    email: str | None
+    city: str | None
+    state_code: str | None
+    zip_code: str | None
+    street_address: str | None
+    street_address2: str | None
+    service_account_id: str | None
+    groups: list[GroupRead]
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+
+
+class ProgramSpecificAttributeRead(Schema):
+    name: str
+    type: Literal["boolean", "number", "string"]
+    value: str
+
+
+class UtilityEnrollmentRead(Schema):
+    id: uuid.UUID
+    status: EnrollmentStatus
+    status_reason: str | None
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+    enrolled_at: UTCDatetime | None
+    unenrolled_at: UTCDatetime | None
+    program_specific_attributes: list[ProgramSpecificAttributeRead]
+    site: UtilitySiteRead
+    devices: list[DeviceRead]
+
+
+class UtilityEnrollmentPage(Schema):
+    """`{"enrollments": [...]}`, as Flip answers the list."""
+
+    enrollments: list[UtilityEnrollmentRead]
+
+
+class UtilityEnrollmentUpdate(InputSchema):
+    """Approve, pause, reject or unenroll (`status`), and set the site's groups (`group_ids`).
+
+    `group_ids` replaces the site's groups in the enrollment's program; `[]` removes them all,
+    null or absent leaves them as they are.
+    """
+
+    status: EnrollmentStatus | None = None
+    status_reason: Annotated[str, Field(max_length=500)] | None = None
+    group_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=1000
+    )

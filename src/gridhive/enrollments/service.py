@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.devices import service as device_service
 from gridhive.devices.models import Device, DeviceType
+from gridhive.enrollments import state
 from gridhive.enrollments.errors import (
     EnrollmentClosed,
     EnrollmentConflict,
@@ -411,11 +412,7 @@ async def unenroll(
             f"Enrollment {enrollment.id} is already {enrollment.status}; "
             "only an open enrollment can be unenrolled"
         )
-    now = utc_now()
-    enrollment.status = EnrollmentStatus.UNENROLLED
-    enrollment.status_reason = reason
-    enrollment.unenrolled_at = now
-    enrollment.updated_at = now
+    state.transition(enrollment, EnrollmentStatus.UNENROLLED, reason=reason, now=utc_now())
     await session.flush()
     await record_enrollment_change(session, enrollment, "enrollment.updated")
     return enrollment

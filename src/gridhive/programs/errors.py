@@ -1,5 +1,13 @@
-from gridhive.errors import NotFound
+from gridhive.errors import Conflict, NotFound
 
 
 class ProgramNotFound(NotFound):
+    pass
+
+
+class GroupNotFound(NotFound):
+    pass
+
+
+class GroupAlreadyExists(Conflict):
     pass

@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import AfterValidator
 
-from gridhive.auth.deps import AdminPrincipal, OemPrincipal, SessionDep
+from gridhive.auth.deps import AdminPrincipal, OemPrincipal, SessionDep, UtilityPrincipal
 from gridhive.idempotency.routing import IdempotentRoute
 from gridhive.kit.pagination import PageDep
 from gridhive.programs import service
+from gridhive.programs.models import Program
 from gridhive.programs.schemas import (
     DeviceTypeName,
+    GroupCreate,
+    GroupRead,
+    GroupUpdate,
     ProgramAdminRead,
     ProgramCreate,
     ProgramEligibility,
@@ -93,3 +97,53 @@ async def read_programs(
     (88800, 88801, 88802) match test programs only.
     """
     return await service.search_offered_programs(session, eligibility, page=page)
+
+
+utility_router = APIRouter(prefix="/v1", tags=["Utility API"], route_class=IdempotentRoute)
+
+ProgramIdPath = Annotated[uuid.UUID, Path(alias="programId", description="Your program's id")]
+GroupIdPath = Annotated[str, Path(alias="id", min_length=1, max_length=100, description="Group id")]
+
+
+async def _program_of_caller(
+    session: SessionDep, principal: UtilityPrincipal, program_id: ProgramIdPath
+) -> Program:
+    return await service.get_program_or_raise(session, program_id, utility_id=principal.org_id)
+
+
+CallersProgram = Annotated[Program, Depends(_program_of_caller)]
+
+
+@utility_router.get("/programs/{programId}/groups", response_model=list[GroupRead])
+async def read_groups(program: CallersProgram, session: SessionDep, page: PageDep) -> object:
+    """The program's groups, oldest first (`skip`/`limit` are our addition)."""
+    return await service.search_groups(session, program, page=page)
+
+
+@utility_router.post("/programs/{programId}/groups", response_model=GroupRead)
+async def create_group(program: CallersProgram, body: GroupCreate, session: SessionDep) -> object:
+    """Create a group with your own id (letters, digits, `-`, `_`); an id in use is a 409.
+
+    Sites join groups through `PATCH /v1/enrollments/{id}` with `group_ids`.
+    """
+    return await service.create_group(session, program, body)
+
+
+@utility_router.patch("/programs/{programId}/groups/{id}", response_model=GroupRead)
+async def update_group(
+    program: CallersProgram, group_id: GroupIdPath, body: GroupUpdate, session: SessionDep
+) -> object:
+    """Rename a group or change its id (an id in use is a 409); its sites stay in it."""
+    group = await service.get_group_or_raise(session, program, group_id)
+    return await service.update_group(session, program, group, body)
+
+
+@utility_router.delete(
+    "/programs/{programId}/groups/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+)
+async def delete_group(program: CallersProgram, group_id: GroupIdPath, session: SessionDep) -> None:
+    """Delete a group. Its sites lose the membership; their enrollments stay in the program."""
+    group = await service.get_group_or_raise(session, program, group_id)
+    await service.delete_group(session, group)

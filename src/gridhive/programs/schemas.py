@@ -161,3 +161,27 @@ class ProgramEligibility:
     state_code: str | None = None
     capacity_wh: int | None = None
     power_w: int | None = None
+
+
+# Groups (Utility API §13.2) ---------------------------------------------------------------------
+
+# The utility's own id: letters, digits, `-` and `_` (Flip's pattern), e.g. LZ_HOUSTON, zone-a.
+GroupId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[\w-]+$")]
+GroupName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class GroupCreate(InputSchema):
+    id: GroupId
+    name: GroupName
+
+
+class GroupUpdate(InputSchema):
+    """Rename a group or change its id; a field left out (or null) keeps its value."""
+
+    id: GroupId | None = None
+    name: GroupName | None = None
+
+
+class GroupRead(Schema):
+    id: str
+    name: str

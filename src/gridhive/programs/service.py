@@ -11,10 +11,12 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
+from gridhive.errors import FieldError, Unprocessable
 from gridhive.kit.pagination import Page
-from gridhive.programs.errors import ProgramNotFound
-from gridhive.programs.models import Program
-from gridhive.programs.schemas import ProgramCreate, ProgramEligibility
+from gridhive.kit.time import utc_now
+from gridhive.programs.errors import GroupAlreadyExists, GroupNotFound, ProgramNotFound
+from gridhive.programs.models import Group, Program, SiteGroup
+from gridhive.programs.schemas import GroupCreate, GroupUpdate, ProgramCreate, ProgramEligibility
 
 # Sandbox zips let an integration try enrollment end to end: they match test programs only.
 SANDBOX_ZIP_CODES = frozenset({"88800", "88801", "88802"})
@@ -124,3 +126,116 @@ def _meets(minimum: InstrumentedAttribute[int | None], total: int | None) -> sa.
         return sa.true()
     # BIGINT: a site's summed ratings can pass the INTEGER column's range on PostgreSQL.
     return sa.or_(minimum.is_(None), minimum <= sa.literal(total, sa.BigInteger()))
+
+
+# Groups ----------------------------------------------------------------------------------------
+
+
+async def search_groups(
+    session: AsyncSession, program: Program, *, page: Page | None = None
+) -> Sequence[Group]:
+    """The program's groups, oldest first."""
+    stmt = (
+        sa.select(Group).where(Group.program_id == program.id).order_by(Group.created_at, Group.pk)
+    )
+    if page is not None:
+        stmt = stmt.offset(page.skip).limit(page.limit)
+    return (await session.scalars(stmt)).all()
+
+
+async def get_group(session: AsyncSession, program: Program, group_id: str) -> Group | None:
+    return await session.scalar(
+        sa.select(Group).where(Group.program_id == program.id, Group.id == group_id)
+    )
+
+
+async def get_group_or_raise(session: AsyncSession, program: Program, group_id: str) -> Group:
+    group = await get_group(session, program, group_id)
+    if group is None:
+        raise GroupNotFound(f"No group with id '{group_id}' in program {program.id}")
+    return group
+
+
+async def create_group(session: AsyncSession, program: Program, data: GroupCreate) -> Group:
+    await _check_group_id_free(session, program, data.id)
+    group = Group(program_id=program.id, id=data.id, name=data.name)
+    session.add(group)
+    await session.flush()
+    return group
+
+
+async def update_group(
+    session: AsyncSession, program: Program, group: Group, data: GroupUpdate
+) -> Group:
+    """Rename or re-id a group; memberships follow, as they hang on the group's surrogate key."""
+    if data.id is not None and data.id != group.id:
+        await _check_group_id_free(session, program, data.id)
+        group.id = data.id
+    if data.name is not None:
+        group.name = data.name
+    group.updated_at = utc_now()
+    await session.flush()
+    return group
+
+
+async def delete_group(session: AsyncSession, group: Group) -> None:
+    """Delete the group; the sites' enrollments stay as they are.
+
+    Its memberships go with it: site_groups.group_pk cascades on delete (foreign keys are on
+    for SQLite too, see db/engine.py).
+    """
+    await session.delete(group)
+    await session.flush()
+
+
+async def _check_group_id_free(session: AsyncSession, program: Program, group_id: str) -> None:
+    if await get_group(session, program, group_id) is not None:
+        raise GroupAlreadyExists(
+            f"Program {program.id} already has a group with id '{group_id}'",
+            errors=[FieldError(message="already exists in this program", path="id")],
+        )
+
+
+async def replace_site_groups(
+    session: AsyncSession, *, program_id: uuid.UUID, site_pk: uuid.UUID, group_ids: Sequence[str]
+) -> None:
+    """Make `group_ids` the site's groups in the program (`[]` removes them all).
+
+    Groups of other programs are left alone; an unknown id is a 422 naming `group_ids.N`.
+    """
+    wanted = list(dict.fromkeys(group_ids))
+    groups = (
+        await session.scalars(
+            sa.select(Group).where(Group.program_id == program_id, Group.id.in_(wanted))
+        )
+    ).all()
+    pk_of = {g.id: g.pk for g in groups}
+    unknown = [
+        FieldError(message=f"no group '{gid}' in program {program_id}", path=f"group_ids.{index}")
+        for index, gid in enumerate(group_ids)
+        if gid not in pk_of
+    ]
+    if unknown:
+        raise Unprocessable(f"Unknown group: {unknown[0].message}", errors=unknown)
+    of_program = sa.select(Group.pk).where(Group.program_id == program_id)
+    await session.execute(
+        sa.delete(SiteGroup).where(SiteGroup.site_pk == site_pk, SiteGroup.group_pk.in_(of_program))
+    )
+    session.add_all(SiteGroup(group_pk=pk_of[gid], site_pk=site_pk) for gid in wanted)
+    await session.flush()
+
+
+async def groups_of_sites(
+    session: AsyncSession, *, program_id: uuid.UUID, site_pks: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Group]]:
+    """Each site's groups in the program, by site, in one query (for lists of enrollments)."""
+    rows = await session.execute(
+        sa.select(SiteGroup.site_pk, Group)
+        .join(Group, Group.pk == SiteGroup.group_pk)
+        .where(Group.program_id == program_id, SiteGroup.site_pk.in_(set(site_pks)))
+        .order_by(Group.created_at, Group.pk)
+    )
+    found: dict[uuid.UUID, list[Group]] = {}
+    for site_pk, group in rows:
+        found.setdefault(site_pk, []).append(group)
+    return found
