@@ -201,3 +201,78 @@ async def create_group(
     group = await program_service.create_group(session, program, data)
     await session.commit()
     return group
+
+
+async def create_event_at(
+    session: AsyncSession,
+    program: Program,
+    devices: Sequence[Device],
+    *,
+    starts_in: timedelta,
+    duration: timedelta,
+    setpoint_w: int = 3000,
+    mode: str = "DISCHARGE",
+) -> Event:
+    """An event of one PER_DEVICE action starting `starts_in` from now (negative: in the past),
+    stored as the planner stores one: a site event per site, a command per device, and the
+    plan's action totals. Freeze the clock for exact times."""
+    starts_at = utc_now() + starts_in
+    ends_at = starts_at + duration
+    seconds = int(duration.total_seconds())
+    action = {"mode": mode, "starts_at": isoformat_z(starts_at), "duration_s": seconds}
+    event = Event(
+        program_id=program.id,
+        utility_id=program.utility_id,
+        target_type="PROGRAM",
+        target_ids=[str(program.id)],
+        actions=[{**action, "power_mode": "SETPOINT", "setpoint_w": setpoint_w}],
+        starts_at=starts_at,
+        ends_at=ends_at,
+        duration_s=seconds,
+        plan={
+            "actions": [
+                {
+                    **action,
+                    "action_index": 0,
+                    "ends_at": isoformat_z(ends_at),
+                    "requested_w": setpoint_w * len(devices),
+                    "expected_w": setpoint_w * len(devices),
+                }
+            ]
+        },
+    )
+    session.add(event)
+    await session.flush()
+    site_events: dict[Any, SiteEvent] = {}
+    for device in devices:
+        if device.site_pk not in site_events:
+            site_events[device.site_pk] = SiteEvent(
+                event_id=event.id,
+                site_pk=device.site_pk,
+                tenant_id=device.tenant_id,
+                site_id=device.site.id,
+            )
+            session.add(site_events[device.site_pk])
+    await session.flush()
+    for device in devices:
+        session.add(
+            Command(
+                event_id=event.id,
+                site_event_pk=site_events[device.site_pk].pk,
+                tenant_id=device.tenant_id,
+                device_pk=device.pk,
+                device_id=device.id,
+                action_index=0,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                duration_s=seconds,
+                mode=mode,
+                power_mode="SETPOINT",
+                setpoint_w=setpoint_w,
+                backup_reserve_percentage=20,
+                status=CommandStatus.OK,
+                device_status=DeviceStatus.OK,
+            )
+        )
+    await session.commit()
+    return event

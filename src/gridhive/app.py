@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +18,8 @@ from gridhive.config import Settings, get_settings
 from gridhive.db.engine import READ_ONLY_OPTION, create_engine
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker
+from gridhive.workers import metrics
+from gridhive.workers.runner import run_in_background
 
 OPENAPI_TAGS = [
     {"name": "Cloud API", "description": "Server-to-server calls of a device maker's cloud."},
@@ -25,7 +27,8 @@ OPENAPI_TAGS = [
     {"name": "Utility API", "description": "Programs, enrollments, groups, events, telemetry."},
     {"name": "Admin", "description": "The platform operator: organisations, keys, programs."},
     {"name": "OAuth", "description": "Client-credentials access tokens."},
-    {"name": "Operations", "description": "Health and readiness."},
+    {"name": "Webhooks", "description": "Webhook endpoints, delivery log, delivery mode."},
+    {"name": "Operations", "description": "Health, readiness and metrics."},
 ]
 
 
@@ -43,7 +46,8 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         app.state.engine = db_engine
         app.state.sessionmaker = make_sessionmaker(db_engine)
         try:
-            yield
+            async with run_in_background(app.state.sessionmaker, settings):
+                yield
         finally:
             if own_engine:
                 await db_engine.dispose()
@@ -75,6 +79,11 @@ def _add_health_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["Operations"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: deliveries by state and type, queue depth and age, endpoints."""
+        return await metrics.render(app.state.sessionmaker)
 
     @app.get("/readyz", tags=["Operations"], responses={503: {"description": "Database down"}})
     async def readyz() -> JSONResponse:

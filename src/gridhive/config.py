@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gridhive.db"
@@ -22,6 +22,38 @@ class LimitSettings(BaseModel):
     max_body_bytes: int = 4 * 1024 * 1024
 
 
+class WebhookSettings(BaseModel):
+    # False in production: refuse endpoint URLs that resolve to private, loopback or link-local
+    # addresses (at registration and again at each connection). True lets a single-machine
+    # install and the simulator deliver to 127.0.0.1.
+    allow_private: bool = True
+    timeout_s: float = 5.0
+
+
+class WorkerSettings(BaseModel):
+    # `gridhive serve` runs the delivery loop in its own process unless --no-workers.
+    in_process: bool = True
+    concurrency: int = Field(default=64, ge=1)  # deliveries in flight per process
+    lease_s: int = Field(default=60, ge=5)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # Deliveries in flight per endpoint. 1 keeps each endpoint's messages strictly in order.
+    endpoint_window: int = Field(default=1, ge=1, le=64)
+    retry_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    suspend_after_s: int = 24 * 3600
+
+
+class TelemetrySettings(BaseModel):
+    # Interval rows older than this are deleted by `gridhive telemetry prune`: 400 days keeps a
+    # full year for baselines and year-on-year reports, plus a month of slack.
+    retention_days: int = Field(default=400, ge=1)
+    prune_batch_size: int = Field(default=10_000, ge=1)
+
+
+class MqttSettings(BaseModel):
+    url: str | None = None  # mqtt://[user:password@]host[:port], mqtts:// for TLS
+    publish_timeout_s: float = 5.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GRIDHIVE_", env_nested_delimiter="__", extra="ignore"
@@ -35,6 +67,18 @@ class Settings(BaseSettings):
     public_base_url: str = Field(default="http://127.0.0.1:8000")
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    worker: WorkerSettings = WorkerSettings()
+    mqtt: MqttSettings = MqttSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    # GRIDHIVE_WEBHOOK_ALLOW_PRIVATE, the spelling of the system description, sets the same.
+    webhook_allow_private: bool | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _legacy_allow_private(self) -> Settings:
+        if self.webhook_allow_private is not None:
+            self.webhooks.allow_private = self.webhook_allow_private
+        return self
 
 
 @lru_cache

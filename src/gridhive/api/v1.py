@@ -20,6 +20,9 @@ from gridhive.programs.router import cloud_router as programs_cloud_router
 from gridhive.programs.router import utility_router as programs_utility_router
 from gridhive.sites.router import cloud_router as sites_cloud_router
 from gridhive.sites.router import mobile_router as sites_mobile_router
+from gridhive.telemetry.router import cloud_router as telemetry_cloud_router
+from gridhive.telemetry.router import utility_router as telemetry_utility_router
+from gridhive.webhooks.router import router as webhooks_router
 
 router = APIRouter()
 router.include_router(oauth_router)
@@ -38,3 +41,6 @@ router.include_router(enrollments_utility_router)
 router.include_router(programs_utility_router)
 router.include_router(events_utility_router)
 router.include_router(events_mobile_router)
+router.include_router(telemetry_cloud_router)
+router.include_router(telemetry_utility_router)
+router.include_router(webhooks_router)

@@ -15,9 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
 from gridhive.auth.schemas import ApiKeyCreated, ApiKeyRead, OrganizationRead
-from gridhive.cli.common import DatabaseUrlOption, JsonOption, emit, run_in_session
+from gridhive.cli.common import DatabaseUrlOption, JsonOption, emit, run_in_session, settings_for
 from gridhive.programs import service as program_service
 from gridhive.programs.schemas import ProgramAdminRead, ProgramCreate
+from gridhive.webhooks import endpoints as webhook_endpoints
+from gridhive.webhooks.models import DeliveryMode
+from gridhive.webhooks.schemas import DeliverySettingsRead
 
 app = typer.Typer(help="Organisations, API keys and programs.", no_args_is_help=True)
 
@@ -153,5 +156,31 @@ def create_program(
     async def work(session: AsyncSession) -> ProgramAdminRead:
         program = await program_service.create_program(session, utility_id=utility, data=data)
         return ProgramAdminRead.model_validate(program)
+
+    emit(run_in_session(database_url, work), as_json=as_json)
+
+
+class DeliveryModeChoice(enum.StrEnum):
+    webhook = "webhook"
+    mqtt = "mqtt"
+    polling = "polling"
+
+
+@app.command("set-delivery-mode")
+def set_delivery_mode(
+    org: Annotated[uuid.UUID, typer.Option("--org", help="Organisation id")],
+    mode: Annotated[DeliveryModeChoice, typer.Option(help="webhook, mqtt or polling")],
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How an organisation receives its messages from now on (webhook, mqtt or polling)."""
+    if mode is DeliveryModeChoice.mqtt and settings_for(database_url).mqtt.url is None:
+        typer.echo("warning: GRIDHIVE_MQTT__URL is not set here; workers need it", err=True)
+
+    async def work(session: AsyncSession) -> DeliverySettingsRead:
+        await auth_service.get_organization_or_raise(session, org)
+        return await webhook_endpoints.set_delivery_mode(
+            session, org, DeliveryMode(mode.value), mqtt_available=True
+        )
 
     emit(run_in_session(database_url, work), as_json=as_json)

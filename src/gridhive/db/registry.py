@@ -8,6 +8,7 @@ from gridhive.events import models as event_models
 from gridhive.idempotency import models as idempotency_models
 from gridhive.programs import models as program_models
 from gridhive.sites import models as site_models
+from gridhive.telemetry import models as telemetry_models
 from gridhive.webhooks import models as webhook_models
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "idempotency_models",
     "program_models",
     "site_models",
+    "telemetry_models",
     "webhook_models",
 ]

@@ -15,6 +15,8 @@ from gridhive.commands.models import Command, CommandStatus
 from gridhive.devices.models import Device
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
 from gridhive.events.models import Event
+from gridhive.events.planning.bulk import gc_paused
+from gridhive.events.planning.types import ExistingCommand
 from gridhive.programs.models import Group, SiteGroup
 from gridhive.sites.models import Site
 
@@ -44,18 +46,20 @@ def _enrolled_devices(program_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
     """Live devices listed in ACTIVE enrollments of the program."""
     return (
         sa.select(
-            Device.pk,
+            # Ids and type as the driver returns them, converted in `_rows`: SQLAlchemy's
+            # per-value processing cost more than the query itself at 100,000 devices.
+            sa.type_coerce(Device.pk, _RAW).label("device_pk"),
             Device.id,
-            Device.type,
+            sa.type_coerce(Device.type, _RAW).label("device_type"),
             Device.battery_capacity_wh,
             Device.battery_power_input_w,
             Device.battery_power_output_w,
             Device.reserve_percentage,
             Device.state_of_charge_pct,
             Device.is_online,
-            Site.pk,
+            sa.type_coerce(Site.pk, _RAW).label("site_pk"),
             Site.id,
-            Site.tenant_id,
+            sa.type_coerce(Site.tenant_id, _RAW).label("tenant_id"),
         )
         .select_from(Enrollment)
         .join(EnrollmentDevice, EnrollmentDevice.enrollment_id == Enrollment.id)
@@ -70,9 +74,45 @@ def _enrolled_devices(program_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
     )
 
 
+# No result processing: UUIDs come as hex text from SQLite and as UUIDs from asyncpg.
+_RAW = sa.types.NullType()
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
 async def _rows(session: AsyncSession, stmt: sa.Select[*tuple[Any, ...]]) -> list[TargetRow]:
-    result = await session.execute(stmt)
-    return [TargetRow(*row) for row in result]
+    result = (await session.execute(stmt)).all()
+    with gc_paused():  # see planning/bulk.py: 100,000 objects and no cycles
+        return _target_rows(result)
+
+
+def _target_rows(result: Sequence[Sequence[Any]]) -> list[TargetRow]:
+    tenants: dict[object, uuid.UUID] = {}  # a handful of OEMs: convert each once
+    rows = []
+    for device_pk, device_id, kind, capacity_wh, input_w, output_w, *rest in result:
+        reserve, soc, online, site_pk, site_id, tenant = rest
+        tenant_id = tenants.get(tenant)
+        if tenant_id is None:
+            tenant_id = tenants[tenant] = _as_uuid(tenant)
+        rows.append(
+            TargetRow(
+                _as_uuid(device_pk),
+                device_id,
+                str(kind),
+                capacity_wh,
+                input_w,
+                output_w,
+                reserve,
+                soc,
+                online,
+                _as_uuid(site_pk),
+                site_id,
+                tenant_id,
+            )
+        )
+    return rows
 
 
 def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -123,19 +163,35 @@ async def devices_of_groups(
 
 async def overlapping_commands(
     session: AsyncSession, device_pks: set[uuid.UUID], starts_at: datetime, ends_at: datetime
-) -> Sequence[Command]:
-    """Commands still in force (status OK) of these devices whose window overlaps."""
+) -> list[ExistingCommand]:
+    """Commands still in force (status OK) of these devices whose window overlaps.
+
+    Plain rows, not ORM objects: a device in every event has one or two per event. Small
+    targets look their devices up by index; beyond one IN list the window is scanned once and
+    the devices filtered here.
+    """
     if not device_pks:
         return []
-    stmt = sa.select(Command).where(
+    stmt = sa.select(
+        Command.id,
+        Command.device_pk,
+        Command.event_id,
+        Command.starts_at,
+        Command.ends_at,
+        Command.status,
+    ).where(
         Command.status == CommandStatus.OK,
         Command.starts_at < ends_at,
         sa.or_(Command.ends_at.is_(None), Command.ends_at > starts_at),
     )
     if len(device_pks) <= IN_CHUNK:
         stmt = stmt.where(Command.device_pk.in_(device_pks))
-    commands = (await session.scalars(stmt)).all()
-    return [c for c in commands if c.device_pk in device_pks]
+    wanted = {pk.int for pk in device_pks}
+    return [
+        ExistingCommand(row[0], row[1], row[2], row[3], row[4], row[5].value)
+        for row in await session.execute(stmt)
+        if row[1].int in wanted
+    ]
 
 
 async def count_events(

@@ -11,7 +11,6 @@ from gridhive.auth.deps import SessionDep, UtilityPrincipal
 from gridhive.events import service, views
 from gridhive.events.schemas import (
     EventCreate,
-    EventSiteRead,
     EventStatus,
     ParticipationUpdate,
     SiteEventRead,
@@ -80,17 +79,6 @@ async def cancel_event(event_id: EventId, session: SessionDep, principal: Utilit
         session, utility_id=principal.org_id, event_id=event_id
     )
     await service.cancel_event(session, event)
-
-
-@utility_router.get("/events/{id}/sites", response_model=list[EventSiteRead])
-async def read_event_sites(
-    event_id: EventId, session: SessionDep, principal: UtilityPrincipal
-) -> list[dict[str, object]]:
-    """Participation and performance per site."""
-    event = await service.get_event_or_raise(
-        session, utility_id=principal.org_id, event_id=event_id
-    )
-    return await service.event_sites(session, event)
 
 
 @utility_router.get("/events/{id}/plan", response_model=dict[str, Any])

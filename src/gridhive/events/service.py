@@ -12,18 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.auth.service import Principal
 from gridhive.commands import service as command_service
-from gridhive.commands.models import Command, CommandStatus, DeviceStatus
+from gridhive.commands.models import Command, CommandStatus
 from gridhive.errors import FieldError, Unprocessable
-from gridhive.events import repository, views
+from gridhive.events import persistence, repository, views
 from gridhive.events.errors import AmbiguousTarget, EventFinished, EventNotFound
 from gridhive.events.models import Event, SiteEvent
 from gridhive.events.planner import plan_event
+from gridhive.events.planning.bulk import gc_paused
 from gridhive.events.planning.types import (
     ActionSpec,
     DeviceState,
     EventPlan,
-    ExistingCommand,
-    PlannedCommand,
     ProgramRules,
 )
 from gridhive.events.repository import TargetRow
@@ -32,7 +31,7 @@ from gridhive.events.state import event_status, is_finished, status_condition
 from gridhive.events.validation import ProgramConstraints, event_count_windows, validate_event
 from gridhive.kit.ids import new_uuid
 from gridhive.kit.pagination import Page
-from gridhive.kit.time import isoformat_z, utc_now
+from gridhive.kit.time import utc_now
 from gridhive.programs import service as program_service
 from gridhive.programs.errors import ProgramNotFound
 from gridhive.programs.models import Program
@@ -76,8 +75,8 @@ async def dispatch_event(session: AsyncSession, principal: Principal, data: Even
     targets = await _resolve_targets(session, program, data)
     event_id = new_uuid()
     plan = await _plan(session, program, event_id, actions, targets, now)
-    event = await _store_event(session, program, event_id, data, plan)
-    await _store_plan(session, event, plan, targets, now)
+    event = await persistence.store_event(session, program, event_id, data, plan)
+    await persistence.store_plan(session, event, plan, targets, now)
     return event
 
 
@@ -192,192 +191,34 @@ async def _plan(
     overlapping = await repository.overlapping_commands(
         session, {t.device_pk for t in targets}, window_start, max(a.ends_at for a in actions)
     )
+    with gc_paused():  # see planning/bulk.py: 100,000 objects and no cycles
+        devices = [_device_state(t) for t in targets]
     return plan_event(
         event_id=event_id,
         actions=actions,
-        devices=[_device_state(t) for t in targets],
+        devices=devices,
         rules=ProgramRules.from_dispatch_rules(
             rules, minimum_reserve_percentage=program.minimum_reserve_percentage
         ),
         now=now,
-        existing_commands=[
-            ExistingCommand(c.id, c.device_pk, c.event_id, c.starts_at, c.ends_at, c.status.value)
-            for c in overlapping
-        ],
+        existing_commands=overlapping,
     )
 
 
 def _device_state(row: TargetRow) -> DeviceState:
+    # Positional, in DeviceState's field order: once per device, and keywords cost double.
     return DeviceState(
-        device_pk=row.device_pk,
-        device_id=row.device_id,
-        site_pk=row.site_pk,
-        site_id=row.site_id,
-        type=row.device_type,  # type: ignore[arg-type]
-        capacity_wh=row.capacity_wh,
-        power_input_w=row.power_input_w,
-        power_output_w=row.power_output_w,
-        reserve_percentage=row.reserve_percentage,
-        state_of_charge_pct=row.state_of_charge_pct,
-        is_online=row.is_online,
-    )
-
-
-# Storing the plan ------------------------------------------------------------------------------
-
-
-async def _store_event(
-    session: AsyncSession,
-    program: Program,
-    event_id: uuid.UUID,
-    data: EventCreate,
-    plan: EventPlan,
-) -> Event:
-    actions = [a.model_dump(mode="json") for a in data.actions]
-    for stored, action in zip(actions, data.actions, strict=True):
-        stored["starts_at"] = isoformat_z(action.starts_at)
-    starts_at = min(a.starts_at for a in data.actions)
-    ends_at = max(a.starts_at + timedelta(seconds=a.duration_s) for a in data.actions)
-    event = Event(
-        id=event_id,
-        program_id=program.id,
-        utility_id=program.utility_id,
-        target_type=data.target_type,
-        target_ids=list(data.target_ids),
-        actions=actions,
-        starts_at=starts_at,
-        ends_at=ends_at,
-        duration_s=int((ends_at - starts_at).total_seconds()),
-        plan=plan.as_json(),
-    )
-    session.add(event)
-    await session.flush()
-    return event
-
-
-async def _store_plan(
-    session: AsyncSession,
-    event: Event,
-    plan: EventPlan,
-    targets: Sequence[TargetRow],
-    now: datetime,
-) -> None:
-    """Site events, commands, supersessions and their outbox rows, in bulk statements."""
-    tenant_of_site = {t.site_pk: t.tenant_id for t in targets}
-    site_events = _site_events_for(event, plan, tenant_of_site, now)
-    if site_events:
-        await session.execute(sa.insert(SiteEvent), [_row(se) for se in site_events])
-    pk_of_site = {se.site_pk: se.pk for se in site_events}
-    commands = [_command_for(event, pc, pk_of_site, tenant_of_site, now) for pc in plan.commands]
-    if commands:
-        await session.execute(sa.insert(Command), [_row(c) for c in commands])
-    await _supersede(session, plan)
-    await _announce_created(session, event, site_events, commands, now)
-
-
-def _site_events_for(
-    event: Event,
-    plan: EventPlan,
-    tenant_of_site: dict[uuid.UUID, uuid.UUID],
-    now: datetime,
-) -> list[SiteEvent]:
-    """One site event per site that got at least one command."""
-    sites = dict.fromkeys((pc.site_pk, pc.site_id) for pc in plan.commands)
-    return [
-        SiteEvent(
-            pk=new_uuid(),
-            event_id=event.id,
-            site_pk=site_pk,
-            site_id=site_id,
-            tenant_id=tenant_of_site[site_pk],
-            is_participating=True,
-            created_at=now,
-            updated_at=now,
-        )
-        for site_pk, site_id in sites
-    ]
-
-
-def _command_for(
-    event: Event,
-    planned: PlannedCommand,
-    pk_of_site: dict[uuid.UUID, uuid.UUID],
-    tenant_of_site: dict[uuid.UUID, uuid.UUID],
-    now: datetime,
-) -> Command:
-    return Command(
-        id=planned.id,
-        event_id=event.id,
-        site_event_pk=pk_of_site[planned.site_pk],
-        tenant_id=tenant_of_site[planned.site_pk],
-        device_pk=planned.device_pk,
-        device_id=planned.device_id,
-        action_index=planned.action_index,
-        starts_at=planned.starts_at,
-        ends_at=planned.ends_at,
-        duration_s=planned.duration_s,
-        is_preparatory_action=planned.is_preparatory_action,
-        mode=planned.mode,
-        power_mode=planned.power_mode,
-        setpoint_w=planned.setpoint_w,
-        enable_grid_import=planned.enable_grid_import,
-        backup_reserve_percentage=planned.backup_reserve_percentage,
-        status=CommandStatus.OK,
-        device_status=DeviceStatus.PENDING,
-        explanation=planned.explanation,
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def _row(obj: SiteEvent | Command) -> dict[str, object]:
-    """Column values of a transient ORM object, for an executemany insert."""
-    return {c.key: getattr(obj, c.key) for c in type(obj).__mapper__.column_attrs}
-
-
-async def _supersede(session: AsyncSession, plan: EventPlan) -> None:
-    if not plan.superseded:
-        return
-    ids = [s.command_id for s in plan.superseded]
-    older = (await session.scalars(sa.select(Command).where(Command.id.in_(ids)))).all()
-    await command_service.change_status(
-        session,
-        older,
-        status=CommandStatus.CANCELED,
-        reason=f"Superseded by event {plan.event_id}",
-        event_type="command.canceled",
-    )
-
-
-async def _announce_created(
-    session: AsyncSession,
-    event: Event,
-    site_events: Sequence[SiteEvent],
-    commands: Sequence[Command],
-    now: datetime,
-) -> None:
-    await webhook_service.emit(
-        session,
-        org_id=event.utility_id,
-        event_type="event.created",
-        object_type="event",
-        subject_id=str(event.id),
-        event_object=views.utility_event_payload(event, now),
-    )
-    await webhook_service.emit_many(
-        session,
-        event_type="event.created",
-        object_type="event",
-        messages=[
-            (se.tenant_id, se.site_id, views.site_event_payload(event, se, now))
-            for se in site_events
-        ],
-    )
-    await webhook_service.emit_many(
-        session,
-        event_type="command.created",
-        object_type="command",
-        messages=[(c.tenant_id, c.device_id, command_service.command_payload(c)) for c in commands],
+        row.device_pk,
+        row.device_id,
+        row.site_pk,
+        row.site_id,
+        row.device_type,  # type: ignore[arg-type]
+        row.capacity_wh,
+        row.power_input_w,
+        row.power_output_w,
+        row.reserve_percentage,
+        row.state_of_charge_pct,
+        row.is_online,
     )
 
 

@@ -1,0 +1,345 @@
+"""Storing a planned event: the event, its site events, commands and outbox rows.
+
+An event over 100,000 batteries writes some 100,000 site events, 200,000 commands and 300,000
+outbound messages inside the request's transaction (system.md §4). So rows are plain tuples
+built straight from the planner's `PlannedCommand`s and written with one bulk statement per
+table (`webhook_service.insert_rows`: COPY on PostgreSQL, executemany on SQLite): no ORM object
+and no SQLAlchemy processing per row. Each JSON value is serialised once; the wire forms of
+site events and commands, which differ only in an id or two between thousands of rows, are
+serialised once per shape and the ids filled into the text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii as json_string
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gridhive.commands import service as command_service
+from gridhive.commands.models import Command, CommandStatus, DeviceStatus
+from gridhive.events import views
+from gridhive.events.models import Event, SiteEvent
+from gridhive.events.planning.bulk import gc_paused
+from gridhive.events.planning.types import EventPlan, PlannedCommand
+from gridhive.events.repository import TargetRow
+from gridhive.events.schemas import EventCreate
+from gridhive.kit.time import isoformat_z
+from gridhive.programs.models import Program
+from gridhive.webhooks import service as webhook_service
+from gridhive.webhooks.service import DriverValues, insert_rows, json_text, uuid4_hex_stream
+
+# Placeholders serialised into a template and replaced per row; neither can be a real value
+# (a random UUID, and a string with NULs that no OEM id contains).
+_ID = uuid.uuid4()
+_ID_TOKEN = json_string(str(_ID))
+_NAME = "\x00gridhive-name\x00"
+_NAME_TOKEN = json_string(_NAME)
+
+_SITE_EVENT_COLUMNS = (
+    "pk",
+    "event_id",
+    "site_pk",
+    "tenant_id",
+    "site_id",
+    "is_participating",
+    "created_at",
+    "updated_at",
+)
+# status_reason, device_status_reason and acknowledged_at start NULL and are left out.
+_COMMAND_COLUMNS = (
+    "id",
+    "event_id",
+    "site_event_pk",
+    "tenant_id",
+    "device_pk",
+    "device_id",
+    "action_index",
+    "starts_at",
+    "ends_at",
+    "duration_s",
+    "is_preparatory_action",
+    "mode",
+    "power_mode",
+    "setpoint_w",
+    "enable_grid_import",
+    "backup_reserve_percentage",
+    "status",
+    "device_status",
+    "explanation",
+    "created_at",
+    "updated_at",
+)
+
+
+class _Memo(dict[Hashable, Any]):
+    """`memo[key]` computes `make(key)` once per distinct key (a C-speed lookup after that)."""
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Hashable) -> Any:
+        value = self[key] = self._make(key)
+        return value
+
+
+async def store_event(
+    session: AsyncSession,
+    program: Program,
+    event_id: uuid.UUID,
+    data: EventCreate,
+    plan: EventPlan,
+) -> Event:
+    actions = [a.model_dump(mode="json") for a in data.actions]
+    for stored, action in zip(actions, data.actions, strict=True):
+        stored["starts_at"] = isoformat_z(action.starts_at)
+    starts_at = min(a.starts_at for a in data.actions)
+    ends_at = max(a.starts_at + timedelta(seconds=a.duration_s) for a in data.actions)
+    event = Event(
+        id=event_id,
+        program_id=program.id,
+        utility_id=program.utility_id,
+        target_type=data.target_type,
+        target_ids=list(data.target_ids),
+        actions=actions,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        duration_s=int((ends_at - starts_at).total_seconds()),
+        plan=plan.as_json(),
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def store_plan(
+    session: AsyncSession,
+    event: Event,
+    plan: EventPlan,
+    targets: Sequence[TargetRow],
+    now: datetime,
+) -> None:
+    """Site events, commands, supersessions and their outbox rows, in bulk statements."""
+    values = DriverValues.of(session)
+    with gc_paused():  # see planning/bulk.py: a million small objects and no cycles
+        rows = _plan_rows(event, plan, targets, values, now)
+    await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, rows.site_events)
+    await insert_rows(session, Command, _COMMAND_COLUMNS, rows.commands)
+    await _supersede(session, plan)
+    await webhook_service.emit(
+        session,
+        org_id=event.utility_id,
+        event_type="event.created",
+        object_type="event",
+        subject_id=str(event.id),
+        event_object=views.utility_event_payload(event, now),
+    )
+    await webhook_service.emit_many(
+        session, event_type="event.created", object_type="event", messages=rows.site_messages
+    )
+    await webhook_service.emit_many(
+        session,
+        event_type="command.created",
+        object_type="command",
+        messages=rows.command_messages,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanRows:
+    """What `store_plan` writes, ready for the driver; messages carry their JSON text."""
+
+    site_events: list[tuple[Any, ...]]
+    commands: list[tuple[Any, ...]]
+    site_messages: list[tuple[uuid.UUID, str, str]]
+    command_messages: list[tuple[uuid.UUID, str, str]]
+
+
+def _plan_rows(
+    event: Event,
+    plan: EventPlan,
+    targets: Sequence[TargetRow],
+    values: DriverValues,
+    now: datetime,
+) -> _PlanRows:
+    # Keyed by the UUID's int: a UUID hashes in Python code, an int in C.
+    tenant_of_site = {t.site_pk.int: t.tenant_id for t in targets}
+    # One site event per site that got at least one command, in plan order.
+    sites = {pc.site_pk.int: pc for pc in plan.commands}
+    pk_of_site = dict(zip(sites, uuid4_hex_stream(), strict=False))
+    site_template = _site_event_template(event, now)
+    return _PlanRows(
+        site_events=_site_event_rows(event, sites, pk_of_site, tenant_of_site, values, now),
+        commands=_command_rows(event, plan.commands, pk_of_site, tenant_of_site, values, now),
+        site_messages=[
+            (
+                tenant_of_site[key],
+                pc.site_id,
+                site_template.replace(_NAME_TOKEN, json_string(pc.site_id)),
+            )
+            for key, pc in sites.items()
+        ],
+        command_messages=_command_messages(event, plan.commands, tenant_of_site, now),
+    )
+
+
+def _site_event_rows(
+    event: Event,
+    sites: dict[int, PlannedCommand],
+    pk_of_site: dict[int, str],
+    tenant_of_site: dict[int, uuid.UUID],
+    values: DriverValues,
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    stamp = values.datetime(now)
+    event_pk = event.id.hex
+    tenant_pk = _Memo(lambda tenant_id: tenant_id.hex)
+    return [
+        (
+            pk_of_site[key],
+            event_pk,
+            pc.site_pk.hex,
+            tenant_pk[tenant_of_site[key]],
+            pc.site_id,
+            True,  # is_participating
+            stamp,
+            stamp,
+        )
+        for key, pc in sites.items()
+    ]
+
+
+def _command_rows(
+    event: Event,
+    commands: Sequence[PlannedCommand],
+    pk_of_site: dict[int, str],
+    tenant_of_site: dict[int, uuid.UUID],
+    values: DriverValues,
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    stamp = values.datetime(now)
+    event_pk = event.id.hex
+    tenant_pk = _Memo(lambda tenant_id: tenant_id.hex)
+    when = _Memo(values.datetime)
+    ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
+    encode = json_text
+    return [
+        (
+            pc.id.hex,
+            event_pk,
+            pk_of_site[pc.site_pk.int],
+            tenant_pk[tenant_of_site[pc.site_pk.int]],
+            pc.device_pk.hex,
+            pc.device_id,
+            pc.action_index,
+            when[pc.starts_at],
+            when[pc.ends_at],
+            pc.duration_s,
+            pc.is_preparatory_action,
+            pc.mode,
+            pc.power_mode,
+            pc.setpoint_w,
+            pc.enable_grid_import,
+            pc.backup_reserve_percentage,
+            ok,
+            pending,
+            encode(pc.explanation),
+            stamp,
+            stamp,
+        )
+        for pc in commands
+    ]
+
+
+def _command_messages(
+    event: Event,
+    commands: Sequence[PlannedCommand],
+    tenant_of_site: dict[int, uuid.UUID],
+    now: datetime,
+) -> list[tuple[uuid.UUID, str, str]]:
+    """`command.created` for each command: its OEM, its device id and its wire form."""
+    templates = _Memo(lambda shape: _command_template(event, shape, now))
+    return [
+        (
+            tenant_of_site[pc.site_pk.int],
+            pc.device_id,
+            templates[_shape(pc)]
+            .replace(_ID_TOKEN, f'"{pc.id}"')
+            .replace(_NAME_TOKEN, json_string(pc.device_id)),
+        )
+        for pc in commands
+    ]
+
+
+async def _supersede(session: AsyncSession, plan: EventPlan) -> None:
+    if not plan.superseded:
+        return
+    ids = [s.command_id for s in plan.superseded]
+    older = (await session.scalars(sa.select(Command).where(Command.id.in_(ids)))).all()
+    await command_service.change_status(
+        session,
+        older,
+        status=CommandStatus.CANCELED,
+        reason=f"Superseded by event {plan.event_id}",
+        event_type="command.canceled",
+    )
+
+
+def _site_event_template(event: Event, now: datetime) -> str:
+    """`views.site_event_payload` for every site of the event, with the site id left open."""
+    placeholder = SiteEvent(site_id=_NAME, is_participating=True, created_at=now, updated_at=now)
+    return _template(views.site_event_payload(event, placeholder, now), _NAME_TOKEN)
+
+
+def _shape(pc: PlannedCommand) -> tuple[Any, ...]:
+    """What a command's wire form depends on besides its id and device id."""
+    return (
+        pc.starts_at,
+        pc.ends_at,
+        pc.duration_s,
+        pc.is_preparatory_action,
+        pc.mode,
+        pc.power_mode,
+        pc.setpoint_w,
+        pc.enable_grid_import,
+        pc.backup_reserve_percentage,
+    )
+
+
+def _command_template(event: Event, shape: tuple[Any, ...], now: datetime) -> str:
+    """`command_service.command_payload` of a new command of this shape, ids left open."""
+    starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = shape
+    placeholder = Command(
+        id=_ID,
+        event_id=event.id,
+        device_id=_NAME,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        duration_s=duration_s,
+        is_preparatory_action=preparatory,
+        mode=mode,
+        power_mode=power_mode,
+        setpoint_w=setpoint_w,
+        enable_grid_import=grid,
+        backup_reserve_percentage=reserve,
+        status=CommandStatus.OK,
+        device_status=DeviceStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    return _template(command_service.command_payload(placeholder), _ID_TOKEN, _NAME_TOKEN)
+
+
+def _template(payload: dict[str, Any], *tokens: str) -> str:
+    text = json_text(payload)
+    for token in tokens:
+        # A wire form that stopped carrying an id verbatim would send the placeholder out.
+        if token not in text:
+            raise RuntimeError(f"wire form without its placeholder {token}: {text[:200]}")
+    return text

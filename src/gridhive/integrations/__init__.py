@@ -1,0 +1,1 @@
+"""Outbound channels (HTTP webhooks, MQTT). No ORM, no domain: kit and config only."""

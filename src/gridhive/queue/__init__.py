@@ -1,0 +1,1 @@
+"""The outbox mechanics every domain shares: leases and retry schedules."""

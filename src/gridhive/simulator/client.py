@@ -1,0 +1,182 @@
+"""The OEM side of gridhive's public API, as the simulator uses it (httpx, an OEM key).
+
+`transport` is injectable so that tests drive an in-process app through `httpx.ASGITransport`.
+Requests are retried on 5xx, 429, timeouts and connection errors: every call here is safe to
+repeat (GETs, idempotent acks, telemetry that replaces by (device, start_time), and POSTs that
+carry an `Idempotency-Key`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from gridhive.kit.time import isoformat_z
+
+USER_AGENT = "gridhive-simulator/1"
+COMMAND_TYPES = (
+    "command.created",
+    "command.updated",
+    "command.canceled",
+    "command.started",
+    "command.ended",
+)
+
+
+class ApiError(Exception):
+    """A non-2xx answer (after retries), or no answer at all (`status_code` None)."""
+
+    def __init__(self, method: str, path: str, status_code: int | None, detail: str) -> None:
+        super().__init__(f"{method} {path}: {status_code or 'no answer'}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class EndpointMissing(ApiError):
+    """The server does not offer this route (404): an older or partial gridhive."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or body)[:500]
+    return str(body)[:300]
+
+
+class GridhiveClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 15.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        max_connections: int = 64,
+    ) -> None:
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """The answer, 2xx only; raises ApiError otherwise (EndpointMissing for a 404)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        for attempt in range(self.retries + 1):
+            last_try = attempt == self.retries
+            try:
+                response = await self.http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:  # timeouts, refused, reset
+                if last_try:
+                    raise ApiError(method, path, None, f"{type(exc).__name__}: {exc}") from exc
+            else:
+                if response.is_success:
+                    return response
+                if response.status_code == 404:
+                    raise EndpointMissing(method, path, 404, _detail(response))
+                if last_try or not (response.status_code >= 500 or response.status_code == 429):
+                    raise ApiError(method, path, response.status_code, _detail(response))
+            await asyncio.sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.request(method, path, **kwargs)).json()
+
+    # Cloud API --------------------------------------------------------------------------------
+
+    async def commission(self, body: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST", "/v1/commission", json=body, idempotency_key=idempotency_key
+        )
+        return result
+
+    async def site_programs(self, site_id: str, device_type: str = "BATTERY") -> list[Any]:
+        params = {"device_type": device_type, "limit": 1000}
+        result: list[Any] = await self._json("GET", f"/v1/site/{site_id}/programs", params=params)
+        return result
+
+    async def enroll(
+        self, site_id: str, body: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        path = f"/v1/site/{site_id}/enrollments"
+        result: dict[str, Any] = await self._json(
+            "POST", path, json=body, idempotency_key=idempotency_key
+        )
+        return result
+
+    async def commands(
+        self, *, updated_since: datetime | None, skip: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"skip": skip, "limit": limit}
+        if updated_since is not None:
+            params["updated_since"] = isoformat_z(updated_since)
+        result: list[dict[str, Any]] = await self._json("GET", "/v1/commands", params=params)
+        return result
+
+    async def ack(
+        self, command_id: str, device_status: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        body = {"device_status": device_status, "device_status_reason": reason}
+        result: dict[str, Any] = await self._json("PATCH", f"/v1/command/{command_id}", json=body)
+        return result
+
+    async def post_telemetry(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per-item `{status, message}` in request order."""
+        result: list[dict[str, Any]] = await self._json(
+            "POST", "/v1/telemetry/BATTERY", json={"telemetry": items}
+        )
+        return result
+
+    # Delivery set-up (gridhive's additions) ---------------------------------------------------
+
+    async def delivery_settings(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", "/v1/delivery-settings")
+        return result
+
+    async def set_delivery_mode(self, mode: str) -> dict[str, Any]:
+        body = {"delivery_mode": mode}
+        result: dict[str, Any] = await self._json("PATCH", "/v1/delivery-settings", json=body)
+        return result
+
+    async def create_webhook_endpoint(
+        self, url: str, event_types: list[str] | tuple[str, ...] = COMMAND_TYPES
+    ) -> dict[str, Any]:
+        """`{id, url, secret, event_types, status}`; the secret is shown only here."""
+        body = {"url": url, "event_types": list(event_types)}
+        result: dict[str, Any] = await self._json("POST", "/v1/webhook-endpoints", json=body)
+        return result
+
+    async def webhook_endpoints(self) -> list[dict[str, Any]]:
+        params = {"limit": 1000}
+        result: list[dict[str, Any]] = await self._json(
+            "GET", "/v1/webhook-endpoints", params=params
+        )
+        return result
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        await self.request("DELETE", f"/v1/webhook-endpoints/{endpoint_id}")

@@ -1,0 +1,1 @@
+"""Telemetry: ingest at fleet scale, utility reads, event performance and program capacity."""

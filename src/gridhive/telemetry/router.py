@@ -1,0 +1,136 @@
+"""Telemetry: device makers upload it (Cloud API); utilities read it, and see what their events
+delivered and what their fleet could deliver (Utility API)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from gridhive.auth.deps import OemPrincipal, SessionDep, UtilityPrincipal
+from gridhive.events import service as event_service
+from gridhive.events.schemas import EventSiteRead
+from gridhive.idempotency.routing import IdempotentRoute
+from gridhive.kit.time import utc_now
+from gridhive.programs import service as program_service
+from gridhive.telemetry import capacity, performance, service
+from gridhive.telemetry.schemas import (
+    CapacityRead,
+    CounterBatchIn,
+    EventPerformanceRead,
+    ItemResult,
+    TelemetryBatchIn,
+    TelemetryHistoricalQuery,
+    TelemetryLatestQuery,
+    Time,
+    UtilityTelemetryPage,
+)
+
+cloud_router = APIRouter(prefix="/v1", tags=["Cloud API"], route_class=IdempotentRoute)
+utility_router = APIRouter(prefix="/v1", tags=["Utility API"], route_class=IdempotentRoute)
+
+EventId = Annotated[uuid.UUID, Path(alias="id", description="Event id")]
+ProgramId = Annotated[uuid.UUID, Path(alias="id", description="Program id")]
+_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": "More than 1,000 items; nothing was stored"}
+}
+
+
+@cloud_router.post("/telemetry/BATTERY", response_model=list[ItemResult], responses=_TOO_LARGE)
+async def report_battery_telemetry(
+    body: TelemetryBatchIn, session: SessionDep, principal: OemPrincipal
+) -> list[dict[str, str]]:
+    """Report up to 1,000 interval readings of your batteries.
+
+    The answer has one `{status, message}` per item, in request order: a bad item is `FAILED`
+    with the reason and the others are stored. A repeated device and `start_time` replaces the
+    earlier reading. See the item schema for the offline rule and what an online item needs.
+    The 2024 body (top-level `start_time`/`duration_s`) is still accepted.
+    """
+    return await service.ingest_battery(session, principal, body, utc_now())
+
+
+# The oldest Flip documents posted interval telemetry here.
+cloud_router.add_api_route(
+    "/telemetry",
+    report_battery_telemetry,
+    methods=["POST"],
+    response_model=list[ItemResult],
+    include_in_schema=False,
+)
+
+
+@cloud_router.post(
+    "/telemetry/BATTERY_COUNTER", response_model=list[ItemResult], responses=_TOO_LARGE
+)
+async def report_battery_counter_telemetry(
+    body: CounterBatchIn, session: SessionDep, principal: OemPrincipal
+) -> list[dict[str, str]]:
+    """Report up to 1,000 lifetime-counter readings; each becomes an interval from the
+    device's previous reading (see the Counter Telemetry schema). Answered per item as for
+    `/telemetry/BATTERY`."""
+    return await service.ingest_counters(session, principal, body, utc_now())
+
+
+@utility_router.post("/telemetry/latest", response_model=UtilityTelemetryPage)
+async def read_latest_telemetry(
+    body: TelemetryLatestQuery, session: SessionDep, principal: UtilityPrincipal
+) -> dict[str, Any]:
+    """The latest point per device of your program (ACTIVE and PAUSED enrollments), ordered by
+    device id; `limit` and `cursor`/`next_cursor` page through large fleets (our addition)."""
+    return await service.read_latest(session, principal, body, utc_now())
+
+
+@utility_router.post("/telemetry/historical", response_model=UtilityTelemetryPage)
+async def read_historical_telemetry(
+    body: TelemetryHistoricalQuery, session: SessionDep, principal: UtilityPrincipal
+) -> dict[str, Any]:
+    """One point per interval per device, for intervals starting in [start_time, end_time)
+    (at most 31 days), ordered by device id then time; paged like `/telemetry/latest`."""
+    return await service.read_historical(session, principal, body)
+
+
+@utility_router.get("/events/{id}/sites", response_model=list[EventSiteRead])
+async def read_event_sites(
+    event_id: EventId, session: SessionDep, principal: UtilityPrincipal
+) -> list[dict[str, Any]]:
+    """Participation and performance per site: expected figures from the plan, actual ones
+    from telemetry in the event window net of each device's baseline (see
+    `GET /v1/events/{id}/performance`)."""
+    event = await event_service.get_event_or_raise(
+        session, utility_id=principal.org_id, event_id=event_id
+    )
+    return await performance.event_sites(session, event, utc_now())
+
+
+@utility_router.get("/events/{id}/performance", response_model=EventPerformanceRead)
+async def read_event_performance(
+    event_id: EventId, session: SessionDep, principal: UtilityPrincipal
+) -> dict[str, Any]:
+    """Requested, expected and delivered kW per 5 minutes of the event (our addition).
+
+    Delivered is measured discharge net of each device's baseline: the same clock window on
+    its previous 10 non-event days when it has them, else the hour before the event. Totals
+    give delivered kWh, the share of devices delivering more than 10% of what was expected,
+    and data coverage (the share of expected device-intervals that have telemetry).
+    """
+    event = await event_service.get_event_or_raise(
+        session, utility_id=principal.org_id, event_id=event_id
+    )
+    return await performance.event_performance(session, event, utc_now())
+
+
+@utility_router.get("/programs/{id}/capacity", response_model=CapacityRead)
+async def read_program_capacity(
+    program_id: ProgramId,
+    session: SessionDep,
+    principal: UtilityPrincipal,
+    at: Annotated[Time | None, Query(description="When (not in the past); default now")] = None,
+) -> dict[str, Any]:
+    """Discharge kW and kWh the program's batteries could deliver now or at `at` (our
+    addition), in total and per group, with offline and unknown-state devices counted apart."""
+    program = await program_service.get_program_or_raise(
+        session, program_id, utility_id=principal.org_id
+    )
+    return await capacity.program_capacity(session, program, at, utc_now())

@@ -1,0 +1,354 @@
+"""Telemetry wire shapes: the OEM's items (flip-api §9.7, §6.9), the utility's view (§13.4),
+and our additions (performance, capacity)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AliasChoices, Field, WithJsonSchema, model_validator
+
+from gridhive.kit.schemas import InputSchema, Schema, UTCDatetime
+from gridhive.kit.time import ensure_utc
+
+MAX_ITEMS = 1000
+MAX_DURATION_S = 86_400
+MAX_VALUE = 1e12  # keeps absurd numbers out of the database; no battery reports a terawatt
+MAX_WINDOW = timedelta(days=31)
+DEFAULT_READ_LIMIT = 1000
+MAX_READ_LIMIT = 10_000
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return ensure_utc(value)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC form
+        raise ValueError("date-time out of range") from exc
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
+Measure = Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False)] | None
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None
+# No NUL characters: PostgreSQL text cannot hold them.
+DeviceId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+Mode = Annotated[str, Field(max_length=32, pattern=r"^[^\x00]*$"), AfterValidator(_upper)] | None
+
+# Nullable measurements of an item; `last_is_online=false` requires every one of them null.
+MEASUREMENTS = (
+    "last_mode",
+    "battery_last_power_charge_w",
+    "battery_last_power_discharge_w",
+    "battery_total_energy_charge_wh",
+    "battery_total_energy_discharge_wh",
+    "battery_last_stored_energy_wh",
+    "battery_last_capacity_energy_wh",
+    "battery_last_state_of_charge_percentage",
+    "battery_last_state_of_health_percentage",
+    "last_is_grid_online",
+    "home_total_energy_wh",
+    "home_last_power_w",
+    "solar_total_energy_wh",
+    "solar_last_power_w",
+)
+# What an online device must report: the battery's power, energy and state, which performance,
+# baselines, capacity and planning are computed from. The rest may be null while online: not
+# every site has a home meter or solar, and state of health arrived in a later Flip version.
+REQUIRED_WHEN_ONLINE = (
+    "battery_last_power_charge_w",
+    "battery_last_power_discharge_w",
+    "battery_total_energy_charge_wh",
+    "battery_total_energy_discharge_wh",
+    "battery_last_stored_energy_wh",
+    "battery_last_capacity_energy_wh",
+    "battery_last_state_of_charge_percentage",
+)
+
+
+class TelemetryItemIn(InputSchema):
+    """One interval of one battery (flip-api §9.7).
+
+    Offline rule: with `last_is_online: false` every nullable measurement must be null (Flip's
+    rule). Online (`true`, or null, which is read as online because the device reported), the
+    battery fields must be present and non-null: `battery_last_power_charge_w`,
+    `battery_last_power_discharge_w`, `battery_total_energy_charge_wh`,
+    `battery_total_energy_discharge_wh`, `battery_last_stored_energy_wh`,
+    `battery_last_capacity_energy_wh`, `battery_last_state_of_charge_percentage`. Home, solar,
+    grid status, mode and state of health may be null. Numbers are ≥ 0, percentages 0-100.
+    `battery_last_backup_reserve_percentage` is deprecated: accepted and ignored.
+    """
+
+    start_time: Time
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S, allow_inf_nan=False)]
+    device_id: DeviceId
+    last_is_online: bool | None = None
+    last_mode: Mode = None
+    battery_last_power_charge_w: Measure = None
+    battery_last_power_discharge_w: Measure = None
+    battery_total_energy_charge_wh: Measure = None
+    battery_total_energy_discharge_wh: Measure = None
+    battery_last_stored_energy_wh: Measure = None
+    battery_last_capacity_energy_wh: Measure = None
+    battery_last_state_of_charge_percentage: Percent = None
+    battery_last_state_of_health_percentage: Percent = None
+    last_is_grid_online: bool | None = None
+    home_total_energy_wh: Measure = None
+    home_last_power_w: Measure = None
+    solar_total_energy_wh: Measure = None
+    solar_last_power_w: Measure = None
+    oem_raw_data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _online_rule(self) -> TelemetryItemIn:
+        values = self.__dict__  # the validated fields; getattr per field costs more here
+        if self.last_is_online is False:
+            present = [name for name in MEASUREMENTS if values[name] is not None]
+            if present:
+                raise ValueError(
+                    f"last_is_online is false, so these must be null: {', '.join(present)}"
+                )
+        else:
+            missing = [name for name in REQUIRED_WHEN_ONLINE if values[name] is None]
+            if missing:
+                raise ValueError(
+                    f"the device is online, so these are required: {', '.join(missing)}"
+                )
+        return self
+
+
+class CounterTelemetryIn(InputSchema):
+    """One lifetime-counter reading of one battery (`POST /v1/telemetry/BATTERY_COUNTER`).
+
+    Counters only grow; gridhive turns each reading into an interval that starts at the
+    device's previous reading, with energy = the difference of the counters. A counter lower
+    than before was reset: its new value is the energy since the reset. The first reading of a
+    device only starts the count; a reading more than 24 h after the previous one restarts it
+    without an interval (the energy cannot be placed in time); a reading older than the last
+    one is FAILED. The two battery counters are required; the grid counters are kept for the
+    next difference (the utility view derives grid figures from home, solar and battery).
+    Other names follow the utility view (`battery_power_charge_w`, `home_power_w`, ...);
+    `is_online` null is read as online.
+    """
+
+    device_id: DeviceId
+    timestamp: Time
+    battery_lifetime_energy_charge_wh: Annotated[float, Field(ge=0, le=MAX_VALUE)]
+    battery_lifetime_energy_discharge_wh: Annotated[float, Field(ge=0, le=MAX_VALUE)]
+    solar_lifetime_energy_wh: Measure = None
+    home_lifetime_energy_wh: Measure = None
+    grid_lifetime_import_wh: Measure = None
+    grid_lifetime_export_wh: Measure = None
+    battery_state_of_charge_percentage: Percent = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "battery_state_of_charge_percentage", "battery_last_state_of_charge_percentage"
+        ),
+    )
+    battery_state_of_health_percentage: Percent = None
+    battery_stored_energy_wh: Measure = None
+    battery_capacity_energy_wh: Measure = None
+    battery_power_charge_w: Measure = None
+    battery_power_discharge_w: Measure = None
+    home_power_w: Measure = None
+    solar_power_w: Measure = None
+    is_online: bool | None = Field(
+        default=None, validation_alias=AliasChoices("is_online", "last_is_online")
+    )
+    is_grid_online: bool | None = None
+    mode: Mode = Field(default=None, validation_alias=AliasChoices("mode", "last_mode"))
+    oem_raw_data: dict[str, Any] | None = None
+
+
+def _items_schema(model: type[InputSchema]) -> dict[str, Any]:
+    # Items are parsed one by one (a bad item fails alone), so the body declares them loosely;
+    # this puts the real item schema in the OpenAPI document all the same.
+    return {"type": "array", "maxItems": MAX_ITEMS, "items": model.model_json_schema()}
+
+
+class TelemetryBatchIn(InputSchema):
+    """`{"telemetry": [items]}`; the 2024 body's top-level `start_time`/`duration_s` (deprecated)
+    still apply to items that lack their own."""
+
+    telemetry: Annotated[list[Any], WithJsonSchema(_items_schema(TelemetryItemIn))]
+    start_time: Annotated[
+        Any, WithJsonSchema({"type": "string", "format": "date-time", "deprecated": True})
+    ] = None
+    duration_s: Annotated[Any, WithJsonSchema({"type": "number", "deprecated": True})] = None
+
+    def raw_items(self) -> list[Any]:
+        defaults = {
+            k: v
+            for k, v in (("start_time", self.start_time), ("duration_s", self.duration_s))
+            if v is not None
+        }
+        if not defaults:
+            return self.telemetry
+        return [{**defaults, **i} if isinstance(i, dict) else i for i in self.telemetry]
+
+
+class CounterBatchIn(InputSchema):
+    """`{"telemetry": [Counter Telemetry items]}`."""
+
+    telemetry: Annotated[list[Any], WithJsonSchema(_items_schema(CounterTelemetryIn))]
+
+
+class ItemResult(Schema):
+    status: Literal["OK", "FAILED"]
+    message: str
+
+
+# Utility reads ---------------------------------------------------------------------------------
+
+
+class TelemetryReadQuery(InputSchema):
+    program_id: Annotated[str, Field(min_length=1, max_length=100)]
+    device_ids: Annotated[list[DeviceId], Field(max_length=MAX_READ_LIMIT)] | None = None
+    enrollment_ids: (
+        Annotated[
+            list[uuid.UUID],
+            Field(
+                max_length=MAX_READ_LIMIT, description="Older Flip pages' filter; still honoured"
+            ),
+        ]
+        | None
+    ) = None
+    limit: Annotated[
+        int, Field(ge=1, le=MAX_READ_LIMIT, description="Our addition: points per page")
+    ] = DEFAULT_READ_LIMIT
+    cursor: Annotated[
+        str | None,
+        Field(max_length=1000, description="Our addition: `next_cursor` of the last page"),
+    ] = None
+
+
+class TelemetryLatestQuery(TelemetryReadQuery):
+    """`{program_id, device_ids?}`: the latest point per device of the program."""
+
+
+class TelemetryHistoricalQuery(TelemetryReadQuery):
+    """`{program_id, start_time, end_time, device_ids?}`: every interval starting in
+    [start_time, end_time), at most 31 days."""
+
+    start_time: Time
+    end_time: Time
+
+    @model_validator(mode="after")
+    def _window(self) -> TelemetryHistoricalQuery:
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        if self.end_time - self.start_time > MAX_WINDOW:
+            raise ValueError("the window from start_time to end_time is at most 31 days")
+        return self
+
+
+class UtilityTelemetry(Schema):
+    """Flip's UtilityTelemetry. `grid_*` are derived (home - solar - battery discharge + battery
+    charge; positive = import from the grid, negative = export), null when home or battery
+    figures are missing (missing solar counts as none). `battery_last_backup_reserve_percentage`
+    is the device's configured reserve. In `latest`, a device silent for 15 minutes shows
+    `last_is_online: false`."""
+
+    device_id: str
+    start_time: UTCDatetime
+    duration_s: float
+    last_is_online: bool | None
+    last_mode: str | None
+    battery_power_charge_w: float | None
+    battery_power_discharge_w: float | None
+    battery_state_of_charge_percentage: float | None
+    battery_last_backup_reserve_percentage: float | None
+    battery_total_energy_charge_wh: float | None
+    battery_total_energy_discharge_wh: float | None
+    grid_power_w: float | None
+    grid_total_energy_wh: float | None
+    home_power_w: float | None
+    home_total_energy_wh: float | None
+    solar_power_w: float | None
+    solar_total_energy_wh: float | None
+
+
+class UtilityTelemetryPage(Schema):
+    telemetry: list[UtilityTelemetry]
+    next_cursor: str | None = Field(
+        description="Our addition: pass as `cursor` for the next page; null on the last page"
+    )
+
+
+# Performance (our addition) ------------------------------------------------------------------
+
+BaselineMethod = Literal["PREVIOUS_10_NON_EVENT_DAYS", "HOUR_BEFORE", "NONE"]
+
+
+class PerformanceInterval(Schema):
+    starts_at: UTCDatetime
+    ends_at: UTCDatetime
+    requested_kw: float | None
+    expected_kw: float
+    delivered_kw: float | None
+
+
+class PerformanceBaseline(Schema):
+    method: BaselineMethod | Literal["MIXED"]
+    devices_by_method: dict[str, int]
+
+
+class PerformanceTotals(Schema):
+    expected_kwh: float
+    delivered_kwh: float | None
+    devices: int
+    devices_responding: int
+    share_of_devices_responding: float | None
+    data_coverage: float | None
+
+
+class EventPerformanceRead(Schema):
+    """Per 5-minute interval of the event: requested, expected and delivered kW (positive =
+    discharge), delivered net of each device's baseline; and totals."""
+
+    event_id: uuid.UUID
+    interval_s: int
+    intervals: list[PerformanceInterval]
+    totals: PerformanceTotals
+    baseline: PerformanceBaseline
+
+
+# Capacity (our addition) ---------------------------------------------------------------------
+
+
+class CapacityFigures(Schema):
+    devices: int
+    available_devices: int
+    offline_devices: int
+    unknown_state_devices: int
+    discharge_kw: float
+    discharge_kwh: float
+    rated_discharge_kw: float
+
+
+class GroupCapacity(CapacityFigures):
+    group_id: str
+    name: str
+
+
+class CapacityRead(Schema):
+    """What the program's fleet could discharge at `at`.
+
+    Per available battery: usable energy = capacity x (SOC - max(device reserve, program
+    minimum)) / 100, less the energy of DISCHARGE commands already planned between now and
+    `at` (SOC otherwise assumed unchanged; planned charging is not counted); `discharge_kwh`
+    sums it. `discharge_kw` is the power the fleet can hold for one hour: per battery
+    min(rated output, usable energy / 1 h). `rated_discharge_kw` sums the rated output of the
+    batteries with usable energy. Available = online (reported within 15 minutes) with a known
+    state of charge and ratings; offline and unknown-state devices are counted apart. A site
+    in several groups counts in each group and once in the totals.
+    """
+
+    program_id: uuid.UUID
+    at: UTCDatetime
+    computed_at: UTCDatetime
+    totals: CapacityFigures
+    groups: list[GroupCapacity]

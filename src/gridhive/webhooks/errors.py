@@ -1,0 +1,5 @@
+from gridhive.errors import NotFound
+
+
+class WebhookEndpointNotFound(NotFound):
+    pass

@@ -1,0 +1,397 @@
+"""Every query of the delivery fabric: routing at fan-out, the claim, the record, the log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from gridhive.kit.pagination import Page
+from gridhive.webhooks.models import (
+    OPEN_STATES,
+    Channel,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryMode,
+    DeliverySettings,
+    DeliveryState,
+    EndpointStatus,
+    OutboundMessage,
+    WebhookEndpoint,
+)
+
+# Endpoints that take new messages: a suspended one keeps collecting its backlog (delivered
+# in order when it is re-enabled); a disabled one was turned off by its owner and gets nothing.
+FAN_OUT_STATUSES = (EndpointStatus.ENABLED, EndpointStatus.SUSPENDED)
+
+
+def is_open(state: sa.orm.QueryableAttribute[Any]) -> sa.ColumnElement[bool]:
+    """`state IN ('pending', 'delivering', 'failed')` with literal values, so that both
+    databases can match it to the partial index (a bound parameter would not prove it)."""
+    return state.in_([sa.literal_column(f"'{s.value}'") for s in OPEN_STATES])
+
+
+# Fan-out -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    """Where an organisation's messages go."""
+
+    mode: DeliveryMode = DeliveryMode.WEBHOOK
+    # (endpoint id, subscribed event types or None for all)
+    endpoints: list[tuple[uuid.UUID, frozenset[str] | None]] = field(default_factory=list)
+
+
+async def routes_for(
+    session: AsyncSession, org_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Route]:
+    """Delivery mode and live endpoints of each organisation (one query)."""
+    if not org_ids:
+        return {}
+    ids = list(org_ids)
+    modes = await session.execute(
+        sa.select(DeliverySettings.org_id, DeliverySettings.delivery_mode).where(
+            DeliverySettings.org_id.in_(ids)
+        )
+    )
+    routes = {org_id: Route() for org_id in ids}
+    for org_id, mode in modes:
+        routes[org_id].mode = mode
+    endpoints = await session.execute(
+        sa.select(WebhookEndpoint.org_id, WebhookEndpoint.id, WebhookEndpoint.event_types)
+        .where(WebhookEndpoint.org_id.in_(ids), WebhookEndpoint.status.in_(FAN_OUT_STATUSES))
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+    )
+    for org_id, endpoint_id, event_types in endpoints:
+        types = None if event_types is None else frozenset(event_types)
+        routes[org_id].endpoints.append((endpoint_id, types))
+    return routes
+
+
+async def next_seq(session: AsyncSession) -> int:
+    current = await session.scalar(sa.select(sa.func.max(Delivery.seq)))
+    return int(current or 0) + 1
+
+
+# Claim ---------------------------------------------------------------------------------------
+
+
+def claimable(now: datetime) -> sa.ColumnElement[bool]:
+    """Due, and waiting or abandoned (leased by a worker whose lease ran out)."""
+    return sa.and_(
+        Delivery.due_at <= now,
+        sa.or_(
+            Delivery.state.in_([DeliveryState.PENDING, DeliveryState.FAILED]),
+            sa.and_(Delivery.state == DeliveryState.DELIVERING, Delivery.lease_until < now),
+        ),
+    )
+
+
+async def lane_heads(session: AsyncSession, *, window: int) -> list[uuid.UUID]:
+    """The first `window` open rows of each enabled endpoint's lane, in lane order.
+
+    One pass over the enabled endpoints with `window` index seeks each into the partial lane
+    index: its cost does not grow with the backlog or the history. (A join of endpoints and
+    deliveries leaves SQLite free to walk the whole delivery index instead; this cannot.)
+    """
+    lane = aliased(Delivery)
+    columns = [
+        sa.select(lane.id)
+        .where(lane.endpoint_id == WebhookEndpoint.id, is_open(lane.state))
+        .order_by(lane.seq, lane.id)
+        .offset(sa.literal_column(str(i)))
+        .limit(sa.literal_column("1"))
+        .correlate(WebhookEndpoint)
+        .scalar_subquery()
+        for i in range(window)
+    ]
+    rows = await session.execute(
+        sa.select(*columns).where(WebhookEndpoint.status == EndpointStatus.ENABLED)
+    )
+    return [head for row in rows for head in row if head is not None]
+
+
+def webhook_candidates(
+    heads: Sequence[uuid.UUID], now: datetime, *, limit: int, window: int
+) -> sa.Select[uuid.UUID]:
+    """Of the lanes' heads, those claimable now, longest waiting first.
+
+    Only a lane's first `window` rows may be in flight, and none behind a row that has
+    already failed (hold the line): a later message never overtakes an earlier one that is
+    waiting for its retry.
+    """
+    statement = (
+        sa.select(Delivery.id)
+        .where(Delivery.id.in_(list(heads)), claimable(now))
+        .order_by(Delivery.due_at, Delivery.seq, Delivery.id)
+        .limit(limit)
+    )
+    if window > 1:
+        earlier = aliased(Delivery)
+        statement = statement.where(
+            ~sa.exists().where(
+                earlier.endpoint_id == Delivery.endpoint_id,
+                is_open(earlier.state),
+                earlier.seq < Delivery.seq,
+                earlier.attempts > 0,
+            )
+        )
+    return statement
+
+
+def mqtt_candidates(now: datetime, *, limit: int) -> sa.Select[uuid.UUID]:
+    """Claimable MQTT rows in emission order (the broker is ours: no per-lane hold)."""
+    return (
+        sa.select(Delivery.id)
+        .where(
+            Delivery.endpoint_id.is_(None),
+            is_open(Delivery.state),
+            Delivery.channel == Channel.MQTT,
+            claimable(now),
+        )
+        .order_by(Delivery.seq, Delivery.id)
+        .limit(limit)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """What a worker needs to deliver one leased row, read in the claim's transaction."""
+
+    delivery_id: uuid.UUID
+    channel: Channel
+    attempts: int
+    endpoint_id: uuid.UUID | None
+    url: str | None
+    secrets: tuple[str, ...]
+    org_id: uuid.UUID
+    event_type: str
+    object_type: str
+    subject_id: str
+    payload: dict[str, Any]
+    message_created_at: datetime
+    message_id: uuid.UUID
+
+
+async def load_jobs(session: AsyncSession, ids: Sequence[uuid.UUID], now: datetime) -> list[JobRow]:
+    if not ids:
+        return []
+    rows = await session.execute(
+        sa.select(Delivery, OutboundMessage, WebhookEndpoint)
+        .join(OutboundMessage, OutboundMessage.id == Delivery.message_id)
+        .outerjoin(WebhookEndpoint, WebhookEndpoint.id == Delivery.endpoint_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.seq, Delivery.id)
+    )
+    jobs = []
+    for delivery, message, endpoint in rows:
+        secrets: tuple[str, ...] = ()
+        if endpoint is not None:
+            secrets = (endpoint.secret,)
+            expires = endpoint.previous_secret_expires_at
+            if endpoint.previous_secret and expires is not None and expires > now:
+                secrets += (endpoint.previous_secret,)
+        jobs.append(
+            JobRow(
+                delivery_id=delivery.id,
+                channel=delivery.channel,
+                attempts=delivery.attempts,
+                endpoint_id=delivery.endpoint_id,
+                url=endpoint.url if endpoint is not None else None,
+                secrets=secrets,
+                org_id=message.org_id,
+                event_type=message.event_type,
+                object_type=message.object_type,
+                subject_id=message.subject_id,
+                payload=message.payload,
+                message_created_at=message.created_at,
+                message_id=message.id,
+            )
+        )
+    return jobs
+
+
+# Record --------------------------------------------------------------------------------------
+
+
+async def add_attempt(
+    session: AsyncSession,
+    *,
+    delivery_id: uuid.UUID,
+    attempt: int,
+    started_at: datetime,
+    status_code: int | None,
+    error: str | None,
+    latency_ms: int,
+) -> None:
+    session.add(
+        DeliveryAttempt(
+            delivery_id=delivery_id,
+            attempt=attempt,
+            started_at=started_at,
+            status_code=status_code,
+            error=error[:500] if error else None,
+            latency_ms=latency_ms,
+        )
+    )
+    await session.flush()
+
+
+async def finish_attempt(
+    session: AsyncSession,
+    *,
+    delivery_id: uuid.UUID,
+    worker: str,
+    values: dict[str, Any],
+) -> bool:
+    """Apply the outcome if this worker still holds the lease; False if it lost it."""
+    result = await session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.state == DeliveryState.DELIVERING,
+            Delivery.leased_by == worker,
+        )
+        .values(lease_until=None, leased_by=None, attempts=Delivery.attempts + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def mark_endpoint_healthy(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    await session.execute(
+        sa.update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_not(None))
+        .values(failing_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_endpoint_failing(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, now: datetime, suspend_after: timedelta
+) -> bool:
+    """Start or continue the endpoint's failing run; suspend it when the run is long enough.
+
+    Returns True when this call suspended it.
+    """
+    await session.execute(
+        sa.update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.failing_since.is_(None))
+        .values(failing_since=now)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        sa.update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.status == EndpointStatus.ENABLED,
+            WebhookEndpoint.failing_since <= now - suspend_after,
+        )
+        .values(status=EndpointStatus.SUSPENDED, suspended_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def release_lane(session: AsyncSession, endpoint_id: uuid.UUID, *, now: datetime) -> None:
+    """Make an endpoint's waiting retries due now (it was re-enabled: deliver the backlog)."""
+    await session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            is_open(Delivery.state),
+            Delivery.state == DeliveryState.FAILED,
+        )
+        .values(due_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# The delivery log ----------------------------------------------------------------------------
+
+
+async def search_deliveries(
+    session: AsyncSession,
+    *,
+    endpoint_id: uuid.UUID,
+    page: Page,
+    states: Collection[DeliveryState] = (),
+    event_type: str | None = None,
+    message_id: uuid.UUID | None = None,
+) -> list[tuple[Delivery, str]]:
+    """An endpoint's deliveries with their event types, newest first."""
+    statement = (
+        sa.select(Delivery, OutboundMessage.event_type)
+        .join(OutboundMessage, OutboundMessage.id == Delivery.message_id)
+        .where(Delivery.endpoint_id == endpoint_id)
+        .order_by(Delivery.seq.desc(), Delivery.id.desc())
+        .offset(page.skip)
+        .limit(page.limit)
+    )
+    if states:
+        statement = statement.where(Delivery.state.in_(list(states)))
+    if event_type is not None:
+        statement = statement.where(OutboundMessage.event_type == event_type)
+    if message_id is not None:
+        statement = statement.where(Delivery.message_id == message_id)
+    return [(d, t) for d, t in (await session.execute(statement))]
+
+
+async def attempts_of(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[DeliveryAttempt]]:
+    found: dict[uuid.UUID, list[DeliveryAttempt]] = {i: [] for i in delivery_ids}
+    if not delivery_ids:
+        return found
+    rows = await session.scalars(
+        sa.select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.attempt, DeliveryAttempt.started_at)
+    )
+    for attempt in rows:
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+# Metrics -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    by_state: list[tuple[str, str, str, int]]  # (channel, state, event type, count)
+    due: int  # open rows due now
+    oldest_due_at: datetime | None
+    endpoints: list[tuple[str, int]]  # (status, count)
+
+
+async def queue_stats(session: AsyncSession, now: datetime) -> QueueStats:
+    by_state = await session.execute(
+        sa.select(Delivery.channel, Delivery.state, OutboundMessage.event_type, sa.func.count())
+        .join(OutboundMessage, OutboundMessage.id == Delivery.message_id)
+        .group_by(Delivery.channel, Delivery.state, OutboundMessage.event_type)
+    )
+    due_row = (
+        await session.execute(
+            sa.select(sa.func.count(), sa.func.min(Delivery.due_at)).where(
+                is_open(Delivery.state), Delivery.due_at <= now
+            )
+        )
+    ).one()
+    endpoints = await session.execute(
+        sa.select(WebhookEndpoint.status, sa.func.count()).group_by(WebhookEndpoint.status)
+    )
+    oldest = due_row[1]
+    return QueueStats(
+        by_state=[(str(c), str(s), t, n) for c, s, t, n in by_state],
+        due=int(due_row[0]),
+        oldest_due_at=oldest,
+        endpoints=[(str(s), n) for s, n in endpoints],
+    )

@@ -1,0 +1,1 @@
+"""Background work: the delivery loop (claim -> deliver -> record) and its metrics."""
