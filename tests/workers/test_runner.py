@@ -191,6 +191,44 @@ class TestLeases:
         assert [a.status_code for a in await helpers.attempts(committed, row.id)] == [204, 500]
 
 
+class TestEndpointChanges:
+    async def test_a_new_url_gets_the_waiting_retry_at_once(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        endpoint = await helpers.add_endpoint(committed, oem)
+        with frozen_time(T0):
+            await helpers.emit(committed, oem, ["a", "b"])
+        receiver.script = [500]
+        worker = make_worker()
+        assert await worker.drain(T0) == 1
+        later = T0 + timedelta(seconds=1)  # before the 5 s retry
+
+        with frozen_time(later):
+            await helpers.update_endpoint(committed, endpoint.id, url="https://new.example/hook")
+        assert await worker.drain(later) == 2
+
+        assert [r.headers["host"] for r in receiver.delivered] == ["new.example"] * 2
+        assert subjects(receiver.delivered) == ["a", "b"]
+
+    async def test_deleting_an_endpoint_mid_delivery_loses_nothing_else(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        endpoint = await helpers.add_endpoint(committed, oem)
+        await helpers.emit(committed, oem, ["a"])
+        worker = make_worker()
+        [job] = await worker.claim(T0 + timedelta(days=365 * 10))
+        async with committed.sessionmaker() as session:
+            await endpoint_service.delete_endpoint(
+                session, await session.get_one(type(endpoint), endpoint.id)
+            )
+            await session.commit()
+
+        assert await worker.process(job) is None
+        assert await helpers.deliveries(committed) == []
+
+
 class TestSuspension:
     async def test_an_endpoint_failing_for_24_hours_is_suspended_and_resumes_in_order(
         self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker

@@ -92,12 +92,15 @@ async def update_endpoint(
     *,
     allow_private: bool,
 ) -> WebhookEndpoint:
-    """Change what was sent. Enabling a disabled or suspended endpoint resumes its backlog at
-    once, oldest first (waiting retries become due now)."""
+    """Change what was sent. Enabling a disabled or suspended endpoint, or giving it a new
+    URL, resumes its backlog at once, oldest first (waiting retries become due now)."""
     now = utc_now()
     sent = data.model_fields_set
-    if "url" in sent and data.url is not None:
+    if "url" in sent and data.url is not None and data.url != endpoint.url:
         endpoint.url = await _validated_url(data.url, allow_private=allow_private)
+        # A new address is a new chance: waiting retries go there now.
+        endpoint.failing_since = None
+        await repository.release_lane(session, endpoint.id, now=now)
     if "event_types" in sent:
         types = data.event_types
         endpoint.event_types = None if types is None else list(dict.fromkeys(types))

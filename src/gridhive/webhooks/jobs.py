@@ -161,15 +161,6 @@ async def record(
 ) -> Recorded:
     """Log the attempt; delivered, or failed with the next try scheduled, or dead."""
     attempt = job.attempts + 1
-    await repository.add_attempt(
-        session,
-        delivery_id=job.delivery_id,
-        attempt=attempt,
-        started_at=outcome.started_at,
-        status_code=outcome.status_code,
-        error=outcome.error,
-        latency_ms=outcome.latency_ms,
-    )
     common = {"last_status": outcome.status_code, "last_error": outcome.error}
     if outcome.ok:
         state = DeliveryState.DELIVERED
@@ -178,9 +169,21 @@ async def record(
         delay = retry_delay(attempt, jitter=policy.jitter, rng=policy.rng)
         state = DeliveryState.DEAD if delay is None else DeliveryState.FAILED
         values = {"state": state, "due_at": now + (delay or timedelta(0)), **common}
-    if not await repository.finish_attempt(
+    owned = await repository.finish_attempt(
         session, delivery_id=job.delivery_id, worker=worker, values=values
-    ):
+    )
+    # The attempt happened either way; log it unless the row is gone (endpoint deleted).
+    if owned or await repository.delivery_exists(session, job.delivery_id):
+        await repository.add_attempt(
+            session,
+            delivery_id=job.delivery_id,
+            attempt=attempt,
+            started_at=outcome.started_at,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            latency_ms=outcome.latency_ms,
+        )
+    if not owned:
         return Recorded(None)
     if job.endpoint_id is None:
         return Recorded(state)

@@ -245,6 +245,11 @@ async def add_attempt(
     await session.flush()
 
 
+async def delivery_exists(session: AsyncSession, delivery_id: uuid.UUID) -> bool:
+    found = await session.scalar(sa.select(Delivery.id).where(Delivery.id == delivery_id))
+    return found is not None
+
+
 async def finish_attempt(
     session: AsyncSession,
     *,
