@@ -35,6 +35,8 @@ ProgramId = Annotated[uuid.UUID, Path(alias="id", description="Program id")]
 _TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"description": "More than 1,000 items; nothing was stored"}
 }
+_NO_PROGRAM: dict[int | str, dict[str, Any]] = {404: {"description": "Not your program"}}
+_NO_EVENT: dict[int | str, dict[str, Any]] = {404: {"description": "Not your event"}}
 
 
 @cloud_router.post("/telemetry/BATTERY", response_model=list[ItemResult], responses=_TOO_LARGE)
@@ -73,7 +75,9 @@ async def report_battery_counter_telemetry(
     return await service.ingest_counters(session, principal, body, utc_now())
 
 
-@utility_router.post("/telemetry/latest", response_model=UtilityTelemetryPage)
+@utility_router.post(
+    "/telemetry/latest", response_model=UtilityTelemetryPage, responses=_NO_PROGRAM
+)
 async def read_latest_telemetry(
     body: TelemetryLatestQuery, session: SessionDep, principal: UtilityPrincipal
 ) -> dict[str, Any]:
@@ -82,7 +86,9 @@ async def read_latest_telemetry(
     return await service.read_latest(session, principal, body, utc_now())
 
 
-@utility_router.post("/telemetry/historical", response_model=UtilityTelemetryPage)
+@utility_router.post(
+    "/telemetry/historical", response_model=UtilityTelemetryPage, responses=_NO_PROGRAM
+)
 async def read_historical_telemetry(
     body: TelemetryHistoricalQuery, session: SessionDep, principal: UtilityPrincipal
 ) -> dict[str, Any]:
@@ -91,7 +97,7 @@ async def read_historical_telemetry(
     return await service.read_historical(session, principal, body)
 
 
-@utility_router.get("/events/{id}/sites", response_model=list[EventSiteRead])
+@utility_router.get("/events/{id}/sites", response_model=list[EventSiteRead], responses=_NO_EVENT)
 async def read_event_sites(
     event_id: EventId, session: SessionDep, principal: UtilityPrincipal
 ) -> list[dict[str, Any]]:
@@ -104,7 +110,9 @@ async def read_event_sites(
     return await performance.event_sites(session, event, utc_now())
 
 
-@utility_router.get("/events/{id}/performance", response_model=EventPerformanceRead)
+@utility_router.get(
+    "/events/{id}/performance", response_model=EventPerformanceRead, responses=_NO_EVENT
+)
 async def read_event_performance(
     event_id: EventId, session: SessionDep, principal: UtilityPrincipal
 ) -> dict[str, Any]:
@@ -121,7 +129,7 @@ async def read_event_performance(
     return await performance.event_performance(session, event, utc_now())
 
 
-@utility_router.get("/programs/{id}/capacity", response_model=CapacityRead)
+@utility_router.get("/programs/{id}/capacity", response_model=CapacityRead, responses=_NO_PROGRAM)
 async def read_program_capacity(
     program_id: ProgramId,
     session: SessionDep,
