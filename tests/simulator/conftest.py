@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from gridhive.simulator.client import GridhiveClient
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 @dataclass
@@ -33,9 +38,9 @@ class FakeServer:
         """Like gridhive: updated_since inclusive, ordered by (updated_at, id), skip/limit."""
         self.command_queries.append(params)
         since = params.get("updated_since")
-        rows = sorted(self.commands, key=lambda c: (c["updated_at"], c["id"]))
+        rows = sorted(self.commands, key=lambda c: (_at(c["updated_at"]), c["id"]))
         if since is not None:
-            rows = [c for c in rows if c["updated_at"] >= since]
+            rows = [c for c in rows if _at(c["updated_at"]) >= _at(since)]
         skip, limit = int(params.get("skip", 0)), int(params.get("limit", 100))
         return rows[skip : skip + limit]
 

@@ -27,13 +27,17 @@ BASE_URL = "http://testserver"
 
 
 class SerialTransport(httpx.AsyncBaseTransport):
-    """One request at a time: every request to the test app shares the test's session."""
+    """One request at a time, never cut short: every request to the test app shares the
+    test's session, which a request cancelled half-way would leave mid-transaction."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.lock = asyncio.Lock()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await asyncio.shield(self._one(request))
+
+    async def _one(self, request: httpx.Request) -> httpx.Response:
         async with self.lock:
             response = await self.inner.handle_async_request(request)
             await response.aread()

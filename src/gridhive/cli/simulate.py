@@ -76,6 +76,14 @@ def simulate(
     poll_interval: Annotated[
         float, typer.Option(min=0.1, help="Real seconds between polls")
     ] = 60.0,
+    poll_overlap: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds of changes each poll reads again (> the server's longest "
+            "transaction, e.g. a large dispatch, plus clock skew)",
+        ),
+    ] = 60.0,
     mqtt_url: Annotated[str | None, typer.Option(help="mqtt://host:port")] = None,
     org_id: Annotated[
         str | None, typer.Option(help="OEM org id for the MQTT topic (default: asked)")
@@ -157,6 +165,7 @@ def simulate(
         port=port,
         public_url=public_url,
         poll_interval_s=poll_interval,
+        poll_overlap_s=poll_overlap,
         mqtt_url=mqtt_url,
         org_id=org_id,
         program_id=program_id,

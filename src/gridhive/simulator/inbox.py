@@ -10,26 +10,34 @@ cancellation or opt-out Flip resets `device_status` to PENDING and waits for us)
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from gridhive.kit.time import isoformat_z, utc_now
+from gridhive.kit.time import isoformat_z
 from gridhive.simulator.client import ApiError, GridhiveClient
 from gridhive.simulator.fleet import Fleet, scheduled_command
 
-VersionKey = tuple[str, str | None, str | None, str]
+VersionKey = tuple[Any, ...]
+_BATTERY_FIELDS = (
+    "mode",
+    "power_mode",
+    "setpoint_w",
+    "backup_reserve_percentage",
+    "enable_grid_import",
+)
 
 
 def version_key(command: Mapping[str, Any]) -> VersionKey:
+    # A plain tuple, not JSON: this runs for every row of every poll.
+    bc = command.get("battery_commands") or {}
     return (
-        str(command.get("status")),
+        command.get("status"),
         command.get("starts_at"),
         command.get("ends_at"),
-        json.dumps(command.get("battery_commands"), sort_keys=True),
+        *(bc.get(name) for name in _BATTERY_FIELDS),
     )
 
 
@@ -48,7 +56,7 @@ class CommandRecord:
     key: VersionKey
     updated_at: datetime
     via: str
-    received_at: str
+    received_at_s: float  # wall clock, epoch seconds
     received_mono: float
     fault: str | None
     versions: int = 1
@@ -69,7 +77,7 @@ class CommandRecord:
             "is_preparatory_action": c.get("is_preparatory_action"),
             "status": c.get("status"),
             "via": self.via,
-            "received_at": self.received_at,
+            "received_at": isoformat_z(datetime.fromtimestamp(self.received_at_s, UTC)),
             "versions": self.versions,
             "fault": self.fault,
             "acks": [a.__dict__ for a in self.acks],
@@ -127,10 +135,8 @@ class CommandInbox:
         self.records: dict[str, CommandRecord] = {}
         self.latencies_ms: list[float] = []
         self.stats = InboxStats()
-        # Cleared while a poller pages through GET /v1/commands: an ack moves its command to
-        # the end of the server's order, which would shift the pages being read.
-        self.gate = asyncio.Event()
-        self.gate.set()
+        self._holding: datetime | None = None
+        self._hold_changed = asyncio.Event()
 
     def receive(self, command: Mapping[str, Any], *, via: str) -> None:
         """Take one Command (§9.6) from any channel; cheap, never blocks."""
@@ -173,7 +179,7 @@ class CommandInbox:
             key=key,
             updated_at=updated_at,
             via=via,
-            received_at=isoformat_z(utc_now()),
+            received_at_s=time.time(),
             received_mono=time.monotonic(),
             fault=self.device_faults.get(command["device_id"]),
         )
@@ -219,9 +225,24 @@ class CommandInbox:
 
     # Sending ----------------------------------------------------------------------------------
 
+    def hold(self, updated_at: datetime | None) -> None:
+        """Hold acks of commands last seen with this `updated_at` (None: hold none).
+
+        A poller paging with an offset through commands that share one `updated_at` calls
+        this: an ack moves its command to the end of the server's order, and one read before
+        the offset would shift the next page by one row, which would then never be read.
+        """
+        self._holding = updated_at
+        self._hold_changed.set()
+        self._hold_changed = asyncio.Event()
+
+    async def _wait_turn(self, record: CommandRecord) -> None:
+        while self._holding is not None and record.updated_at == self._holding:
+            await self._hold_changed.wait()
+
     async def send(self, client: GridhiveClient, job: AckJob) -> None:
-        await self.gate.wait()
         record = self.records[job.command_id]
+        await self._wait_turn(record)
         if record.key != job.key:
             self.stats.superseded += 1
             return

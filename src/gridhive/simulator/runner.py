@@ -57,6 +57,7 @@ class SimConfig:
     port: int = 8765
     public_url: str | None = None  # the receiver's URL as gridhive should call it
     poll_interval_s: float = 60.0  # real seconds
+    poll_overlap_s: float = 60.0  # > the server's longest transaction (a large dispatch)
     mqtt_url: str | None = None
     org_id: str | None = None
     program_id: str | None = None
@@ -145,6 +146,7 @@ class Simulation:
         self.stop = asyncio.Event()
         self.started_at = datetime.now(UTC)
         self._loops: list[asyncio.Task[Any]] = []  # stopped first
+        self._poll_task: asyncio.Task[None] | None = None  # ends by itself once `stop` is set
         self._workers: list[asyncio.Task[Any]] = []  # ack and telemetry senders: flushed first
 
     def _new_inbox(self) -> CommandInbox:
@@ -280,7 +282,7 @@ class Simulation:
 
     async def _open_polling(self) -> None:
         await self._set_delivery_mode("polling")
-        self.poller = Poller(self.client, self.inbox)
+        self.poller = Poller(self.client, self.inbox, overlap_s=self.config.poll_overlap_s)
 
     async def _open_mqtt(self) -> None:
         if not self.config.mqtt_url:
@@ -311,7 +313,8 @@ class Simulation:
         loop(asyncio.create_task(self._physics()))
         loop(asyncio.create_task(self._summaries()))
         if self.poller is not None:
-            loop(asyncio.create_task(self.poller.run(self.config.poll_interval_s, self.echo)))
+            run_poller = self.poller.run(self.config.poll_interval_s, self.echo, self.stop)
+            self._poll_task = asyncio.create_task(run_poller)
         for _ in range(self.config.concurrency):
             work(asyncio.create_task(self.inbox.worker(self.client)))
         for _ in range(max(1, self.config.concurrency // 2)):
@@ -372,7 +375,13 @@ class Simulation:
     async def shutdown(self) -> None:
         """Stop the loops, send what is queued (briefly), unregister, close."""
         self._release_signals()
+        self.stop.set()
         await _cancel(self._loops)
+        if self._poll_task is not None:
+            try:
+                await asyncio.wait_for(self._poll_task, timeout=FLUSH_TIMEOUT_S)
+            except TimeoutError:
+                self.echo("stopping in the middle of a poll")
         if self._workers:
             await self._flush()
         await _cancel(self._workers)

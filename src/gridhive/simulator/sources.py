@@ -19,6 +19,7 @@ import aiomqtt
 import uvicorn
 from starlette.types import ASGIApp
 
+from gridhive.kit.time import utc_now
 from gridhive.simulator.client import ApiError, GridhiveClient
 from gridhive.simulator.inbox import CommandInbox
 from gridhive.simulator.receiver import EnvelopeHandler, SeenIds, parse_envelope
@@ -50,43 +51,60 @@ def next_page(
     return last, at_last
 
 
+def next_cursor(newest: datetime, walk_started: datetime, overlap: timedelta) -> datetime:
+    """Where the next poll starts (`updated_since` is inclusive).
+
+    A row's `updated_at` is its transaction's start, and a large dispatch commits thousands of
+    commands seconds after that time, so rows can appear late below the newest one seen. Rows
+    changed `overlap` before this walk began are taken as settled: the next poll re-reads the
+    last `overlap` of changes, or, once all is quiet, starts just after the newest row (so a
+    large old group of commands is not read again and again). `overlap` must exceed the
+    server's longest transaction plus any clock skew between it and us.
+    """
+    return min(walk_started - overlap, newest + timedelta(microseconds=1))
+
+
 class Poller:
-    """`GET /v1/commands?updated_since=...`, paged, re-reading a small overlap each time."""
+    """`GET /v1/commands?updated_since=...`, paged, re-reading a recent overlap each time."""
 
     def __init__(
         self,
         client: GridhiveClient,
         inbox: CommandInbox,
         *,
-        overlap_s: float = 5.0,
+        overlap_s: float = 60.0,
+        lookback_s: float = 2 * 86400,
         limit: int = PAGE_LIMIT,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.client = client
         self.inbox = inbox
         self.overlap = timedelta(seconds=overlap_s)
         self.limit = limit
-        self.cursor: datetime | None = None
+        self.now = now
+        # Commands arrive at most a day ahead and last hours: one changed two days ago is over,
+        # so a fresh start need not page through the OEM's whole history.
+        self.cursor: datetime | None = now() - timedelta(seconds=lookback_s)
         self.polls = 0
         self.errors = 0
         self.rows_read = 0
-        self.walk_s = 0.0  # time spent reading pages, acks held meanwhile
+        self.walk_s = 0.0  # time spent reading pages
 
     async def poll_once(self) -> int:
         """Read every command changed since the cursor; returns how many rows were read."""
-        # Our acks move commands to the end of the server's order; holding them while the
-        # pages are read keeps the pages from shifting under us.
-        self.inbox.gate.clear()
-        began = time.monotonic()
+        began, started_at = time.monotonic(), self.now()
         try:
-            read = await self._walk()
+            read, newest = await self._walk()
         finally:
-            self.inbox.gate.set()
+            self.inbox.hold(None)
             self.polls += 1
             self.walk_s += time.monotonic() - began
+        if newest is not None:
+            self.cursor = next_cursor(newest, started_at, self.overlap)
         self.rows_read += read
         return read
 
-    async def _walk(self) -> int:
+    async def _walk(self) -> tuple[int, datetime | None]:
         since, skip, read = self.cursor, 0, 0
         newest: datetime | None = None
         while True:
@@ -97,21 +115,22 @@ class Poller:
             if page:
                 newest = _ts(page[-1]) if newest is None else max(newest, _ts(page[-1]))
             if len(page) < self.limit:
-                break
+                return read, newest
             since, skip = next_page(since, skip, page)
-        if newest is not None:
-            # A command committed late with an earlier updated_at still falls in the overlap.
-            self.cursor = newest - self.overlap
-        return read
+            self.inbox.hold(since)  # the `skip` rows before the offset must stay put
 
-    async def run(self, interval_s: float, warn: Callable[[str], None]) -> None:
-        while True:
+    async def run(
+        self, interval_s: float, warn: Callable[[str], None], stop: asyncio.Event
+    ) -> None:
+        """Poll every `interval_s` until `stop`; a poll under way is finished, not abandoned."""
+        while not stop.is_set():
             try:
                 await self.poll_once()
             except ApiError as exc:
                 self.errors += 1
                 warn(f"polling: {exc}")
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
 
 # MQTT ---------------------------------------------------------------------------------------
