@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import json
 import tempfile
 import time
 import uuid
@@ -24,17 +25,23 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
+from gridhive.commands.models import Command
+from gridhive.db.base import UTCDateTime
 from gridhive.db.engine import create_engine, is_sqlite
 from gridhive.db.migrate import upgrade_with_engine
+from gridhive.db.session import make_sessionmaker
 from gridhive.devices.models import Device
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice
+from gridhive.events.models import SiteEvent
 from gridhive.programs import service as program_service
 from gridhive.programs.schemas import ProgramCreate
 from gridhive.sites.models import Site
+from gridhive.webhooks.models import OutboundMessage
+from gridhive.webhooks.service import insert_rows, uuid4_hex_stream, uuid7_hex_stream
 
 SEED_CHUNK = 10_000
 
@@ -123,6 +130,11 @@ async def seed_fleet(session: AsyncSession, devices: int) -> Fleet:
         ):
             await session.execute(sa.insert(table), [row[index] for row in rows])
     await session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        # What autovacuum does soon after a bulk load; without statistics the planner guesses
+        # one row per table and sorts the targets on disk.
+        await session.execute(sa.text("ANALYZE"))
+        await session.commit()
     return Fleet(program.id, {"Authorization": f"Bearer {key}"}, devices)
 
 
@@ -254,3 +266,105 @@ def median(values: Sequence[float]) -> float:
     if len(ordered) % 2:
         return ordered[middle]
     return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+# The database's own share -------------------------------------------------------------------
+
+_SITE_EVENT_COLUMNS = (
+    "pk",
+    "event_id",
+    "site_pk",
+    "tenant_id",
+    "site_id",
+    "is_participating",
+    "created_at",
+    "updated_at",
+)
+_COMMAND_COLUMNS = (
+    "id",
+    "event_id",
+    "site_event_pk",
+    "tenant_id",
+    "device_pk",
+    "device_id",
+    "action_index",
+    "starts_at",
+    "ends_at",
+    "duration_s",
+    "is_preparatory_action",
+    "mode",
+    "power_mode",
+    "setpoint_w",
+    "enable_grid_import",
+    "backup_reserve_percentage",
+    "status",
+    "device_status",
+    "explanation",
+    "created_at",
+    "updated_at",
+)
+_MESSAGE_COLUMNS = ("id", "org_id", "event_type", "object_type", "subject_id", "payload")
+_MESSAGE_COLUMNS += ("created_at",)
+
+
+async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: datetime) -> float:
+    """Seconds to store again, through the service's own bulk path (`insert_rows`: COPY or
+    executemany) and commit, the site events, commands and outbox rows one dispatch stored,
+    with the rows already built: what is left when resolving, planning and building rows take
+    no time at all. Copies get new ids, and their commands are CANCELED so that later runs do
+    not supersede them.
+    """
+    new_event = uuid.uuid4()
+    old = sa.bindparam("old", event_id, type_=sa.Uuid())
+    async with engine.connect() as connection:
+        # sa.text without column types: values come back as the driver gives them.
+        site_events = await _raw(
+            connection, "SELECT * FROM site_events WHERE event_id = :old", old, _SITE_EVENT_COLUMNS
+        )
+        commands = await _raw(
+            connection, "SELECT * FROM commands WHERE event_id = :old", old, _COMMAND_COLUMNS
+        )
+        messages = await _raw(
+            connection,
+            "SELECT * FROM outbound_messages WHERE created_at >= :since",
+            sa.bindparam("since", since, type_=UTCDateTime()),
+            _MESSAGE_COLUMNS,
+        )
+    new_pk = dict(zip((row[0] for row in site_events), uuid7_hex_stream(), strict=False))
+    event_hex = new_event.hex
+    site_events = [(new_pk[row[0]], event_hex, *row[2:]) for row in site_events]
+    commands = [
+        (cid, event_hex, new_pk[row[2]], *row[3:16], "CANCELED", *row[17:])
+        for cid, row in zip(uuid4_hex_stream(), commands, strict=False)
+    ]
+    messages = [(mid, *row[1:]) for mid, row in zip(uuid7_hex_stream(), messages, strict=False)]
+    async with make_sessionmaker(engine)() as session:
+        started = time.perf_counter()
+        await session.execute(
+            sa.text(
+                "INSERT INTO events (id, program_id, utility_id, target_type, target_ids,"
+                " actions, starts_at, ends_at, duration_s, plan, created_at, updated_at)"
+                " SELECT :new, program_id, utility_id, target_type, target_ids, actions,"
+                " starts_at, ends_at, duration_s, plan, created_at, updated_at"
+                " FROM events WHERE id = :old"
+            ).bindparams(old, sa.bindparam("new", new_event, type_=sa.Uuid()))
+        )
+        await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, site_events)
+        await insert_rows(session, Command, _COMMAND_COLUMNS, commands)
+        await insert_rows(session, OutboundMessage, _MESSAGE_COLUMNS, messages)
+        await session.commit()
+        return time.perf_counter() - started
+
+
+async def _raw(
+    connection: AsyncConnection,
+    sql: str,
+    parameter: sa.BindParameter[Any],
+    columns: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Rows as the driver returns them, in `columns` order; JSON as text (asyncpg decodes it)."""
+    names = ", ".join(columns)
+    result = await connection.execute(sa.text(sql.replace("*", names, 1)).bindparams(parameter))
+    return [
+        tuple(json.dumps(v) if isinstance(v, dict | list) else v for v in row) for row in result
+    ]

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     GcClock,
     PhaseTimer,
+    database_floor,
     fresh_engine,
     median,
     seed_fleet,
@@ -74,9 +76,11 @@ class Run:
     wall_s: float
     commands: int
     phases: dict[str, float]
-    cpu_s: float  # this process (the app, and SQLite's thread); not the PostgreSQL server
+    loop_cpu_s: float  # CPU of the event loop's thread: the app's Python
+    driver_cpu_s: float  # CPU of this process's other threads: SQLite (aiosqlite's thread)
     gc_s: float  # of the phases above, time in the cyclic garbage collector
     load: float  # 1-minute load average after the run: other work on the machine
+    floor_s: float = 0.0  # bench._common.database_floor: the database's own share
 
 
 @dataclass
@@ -110,6 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="database to create or reset (its public schema is dropped!) (default: %(default)s)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per size (default: 3)")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the database floor (the same rows copied by INSERT ... SELECT)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     return parser.parse_args(argv)
 
@@ -145,7 +154,9 @@ def install_timers(timer: PhaseTimer) -> None:
     timer.wrap(AsyncSession, "commit", "commit")
 
 
-async def bench_size(engine: AsyncEngine, url: str, devices: int, repeats: int) -> Result:
+async def bench_size(
+    engine: AsyncEngine, url: str, devices: int, repeats: int, *, floor: bool
+) -> Result:
     sessionmaker = make_sessionmaker(engine)
     async with sessionmaker() as session:
         fleet = await seed_fleet(session, devices)
@@ -160,14 +171,17 @@ async def bench_size(engine: AsyncEngine, url: str, devices: int, repeats: int) 
             gc.collect()
             install_timers(timer)
             timer.reset()
+            since = datetime.now(UTC)
             try:
                 with GcClock() as gc_clock:
                     cpu_started = time.process_time()
+                    loop_cpu_started = time.thread_time()
                     started = time.perf_counter()
                     response = await client.post(
                         "/v1/events", json=body, headers=fleet.utility_headers
                     )
                     wall = time.perf_counter() - started
+                    loop_cpu = time.thread_time() - loop_cpu_started
                     cpu = time.process_time() - cpu_started
             finally:
                 timer.restore()
@@ -176,11 +190,15 @@ async def bench_size(engine: AsyncEngine, url: str, devices: int, repeats: int) 
             event_id = response.json()["id"]
             phases = dict(timer.totals)
             phases["other"] = wall - sum(phases.values())
+            floor_s = await database_floor(engine, uuid.UUID(event_id), since) if floor else 0.0
             commands = await _cancel(sessionmaker, event_id)
             load = os.getloadavg()[0]
-            result.runs.append(Run(wall, commands, phases, cpu, gc_clock.seconds, load))
+            run = Run(wall, commands, phases, loop_cpu, cpu - loop_cpu, gc_clock.seconds, load)
+            run.floor_s = floor_s
+            result.runs.append(run)
             sys.stderr.write(
-                f"  {result.database:10} {devices:>7,} devices: {wall:6.2f} s, cpu {cpu:5.2f} s,"
+                f"  {result.database:10} {devices:>7,} devices: {wall:6.2f} s, cpu {loop_cpu:5.2f}"
+                f" + {cpu - loop_cpu:5.2f} s,"
                 f" gc {gc_clock.seconds:4.2f} s, load {load:.1f}, "
                 f"{commands:,} commands\n"
             )
@@ -189,7 +207,6 @@ async def bench_size(engine: AsyncEngine, url: str, devices: int, repeats: int) 
 
 async def _cancel(sessionmaker: Any, event_id: str) -> int:
     """Cancel the event as the API would leave it (untimed); returns its command count."""
-    import uuid
 
     event_uuid = uuid.UUID(event_id)
     now = datetime.now(UTC)
@@ -210,8 +227,9 @@ async def _cancel(sessionmaker: Any, event_id: str) -> int:
 
 
 def markdown(results: list[Result]) -> str:
-    head = ["database", "devices", "commands", "wall median (s)", "min-max (s)"]
-    head += [f"{p} (s)" for p in PHASES] + ["of which GC (s)", "app CPU (s)", "load"]
+    head = ["database", "devices", "commands", "wall median (s)", "min-max (s)", "DB floor (s)"]
+    head += [f"{p} (s)" for p in PHASES]
+    head += ["of which GC (s)", "CPU: app (s)", "CPU: SQLite thread (s)", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
         walls = [run.wall_s for run in result.runs]
@@ -221,11 +239,13 @@ def markdown(results: list[Result]) -> str:
             f"{result.runs[0].commands:,}",
             f"**{median(walls):.3f}**",
             f"{min(walls):.3f}-{max(walls):.3f}",
+            f"{median([run.floor_s for run in result.runs]):.3f}",
         ]
         cells += [f"{result.median_phase(p):.3f}" for p in PHASES]
         cells += [
             f"{median([run.gc_s for run in result.runs]):.3f}",
-            f"{median([run.cpu_s for run in result.runs]):.3f}",
+            f"{median([run.loop_cpu_s for run in result.runs]):.3f}",
+            f"{median([run.driver_cpu_s for run in result.runs]):.3f}",
             f"{median([run.load for run in result.runs]):.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -256,7 +276,9 @@ async def main(args: argparse.Namespace) -> None:
             try:
                 if devices == sizes[0]:
                     versions.append(await server_version(engine))
-                results.append(await bench_size(engine, url, devices, args.repeats))
+                results.append(
+                    await bench_size(engine, url, devices, args.repeats, floor=not args.no_floor)
+                )
             finally:
                 await engine.dispose()
     sys.stdout.write(f"{machine()}; {', '.join(versions)}; median of {args.repeats} runs\n\n")

@@ -4,16 +4,19 @@ An event over 100,000 batteries writes some 100,000 site events, 200,000 command
 outbound messages inside the request's transaction (system.md §4). So rows are plain tuples
 built straight from the planner's `PlannedCommand`s and written with one bulk statement per
 table (`webhook_service.insert_rows`: COPY on PostgreSQL, executemany on SQLite): no ORM object
-and no SQLAlchemy processing per row. Each JSON value is serialised once; the wire forms of
-site events and commands, which differ only in an id or two between thousands of rows, are
-serialised once per shape and the ids filled into the text.
+and no SQLAlchemy processing per row. Rows are generated as the database takes them, so on
+PostgreSQL the server inserts one batch while the next is being built.
+
+Each JSON value is serialised once. The wire forms of site events and commands, which differ
+only in an id or two between thousands of rows, are built by the functions that build them for
+every other message (`views.site_event_payload`, `command_service.command_payload`) once per
+shape, with placeholders for the ids, and the ids are then filled into the text.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
@@ -25,14 +28,13 @@ from gridhive.commands import service as command_service
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.events import views
 from gridhive.events.models import Event, SiteEvent
-from gridhive.events.planning.bulk import gc_paused
 from gridhive.events.planning.types import EventPlan, PlannedCommand
 from gridhive.events.repository import TargetRow
 from gridhive.events.schemas import EventCreate
 from gridhive.kit.time import isoformat_z
 from gridhive.programs.models import Program
 from gridhive.webhooks import service as webhook_service
-from gridhive.webhooks.service import DriverValues, insert_rows, json_text, uuid4_hex_stream
+from gridhive.webhooks.service import DriverValues, insert_rows, json_text, uuid7_hex_stream
 
 # Placeholders serialised into a template and replaced per row; neither can be a real value
 # (a random UUID, and a string with NULs that no OEM id contains).
@@ -126,11 +128,9 @@ async def store_plan(
     now: datetime,
 ) -> None:
     """Site events, commands, supersessions and their outbox rows, in bulk statements."""
-    values = DriverValues.of(session)
-    with gc_paused():  # see planning/bulk.py: a million small objects and no cycles
-        rows = _plan_rows(event, plan, targets, values, now)
-    await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, rows.site_events)
-    await insert_rows(session, Command, _COMMAND_COLUMNS, rows.commands)
+    rows = _PlanRows(event, plan, targets, DriverValues.of(session), now)
+    await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, rows.site_events())
+    await insert_rows(session, Command, _COMMAND_COLUMNS, rows.commands())
     await _supersede(session, plan)
     await webhook_service.emit(
         session,
@@ -141,140 +141,98 @@ async def store_plan(
         event_object=views.utility_event_payload(event, now),
     )
     await webhook_service.emit_many(
-        session, event_type="event.created", object_type="event", messages=rows.site_messages
+        session, event_type="event.created", object_type="event", messages=rows.site_messages()
     )
     await webhook_service.emit_many(
         session,
         event_type="command.created",
         object_type="command",
-        messages=rows.command_messages,
+        messages=rows.command_messages(),
     )
 
 
-@dataclass(frozen=True, slots=True)
 class _PlanRows:
-    """What `store_plan` writes, ready for the driver; messages carry their JSON text."""
+    """The rows of one plan, generated in `store_plan`'s order (site events first: commands
+    refer to them) with what they share worked out once."""
 
-    site_events: list[tuple[Any, ...]]
-    commands: list[tuple[Any, ...]]
-    site_messages: list[tuple[uuid.UUID, str, str]]
-    command_messages: list[tuple[uuid.UUID, str, str]]
+    def __init__(
+        self,
+        event: Event,
+        plan: EventPlan,
+        targets: Sequence[TargetRow],
+        values: DriverValues,
+        now: datetime,
+    ) -> None:
+        self.event = event
+        self.commands_planned = plan.commands
+        self.now = now
+        self.values = values
+        self.stamp = values.datetime(now)
+        self.event_pk = event.id.hex
+        # Keyed by the UUID's int: a UUID hashes in Python code, an int in C.
+        self.tenant_of_site = {t.site_pk.int: t.tenant_id for t in targets}
+        self.tenant_pk = _Memo(lambda tenant_id: tenant_id.hex)
+        # One site event per site that got at least one command, in plan order.
+        self.sites = {pc.site_pk.int: pc for pc in plan.commands}
+        self.pk_of_site = dict(zip(self.sites, uuid7_hex_stream(), strict=False))
 
+    def site_events(self) -> Iterator[tuple[Any, ...]]:
+        stamp, event_pk, tenant_pk = self.stamp, self.event_pk, self.tenant_pk
+        for key, pc in self.sites.items():
+            tenant = tenant_pk[self.tenant_of_site[key]]
+            site_pk = pc.site_pk.hex
+            yield (self.pk_of_site[key], event_pk, site_pk, tenant, pc.site_id, True, stamp, stamp)
 
-def _plan_rows(
-    event: Event,
-    plan: EventPlan,
-    targets: Sequence[TargetRow],
-    values: DriverValues,
-    now: datetime,
-) -> _PlanRows:
-    # Keyed by the UUID's int: a UUID hashes in Python code, an int in C.
-    tenant_of_site = {t.site_pk.int: t.tenant_id for t in targets}
-    # One site event per site that got at least one command, in plan order.
-    sites = {pc.site_pk.int: pc for pc in plan.commands}
-    pk_of_site = dict(zip(sites, uuid4_hex_stream(), strict=False))
-    site_template = _site_event_template(event, now)
-    return _PlanRows(
-        site_events=_site_event_rows(event, sites, pk_of_site, tenant_of_site, values, now),
-        commands=_command_rows(event, plan.commands, pk_of_site, tenant_of_site, values, now),
-        site_messages=[
-            (
-                tenant_of_site[key],
-                pc.site_id,
-                site_template.replace(_NAME_TOKEN, json_string(pc.site_id)),
+    def commands(self) -> Iterator[tuple[Any, ...]]:
+        stamp, event_pk, tenant_pk = self.stamp, self.event_pk, self.tenant_pk
+        pk_of_site, tenant_of_site = self.pk_of_site, self.tenant_of_site
+        when = _Memo(self.values.datetime)
+        ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
+        encode = json_text
+        for pc in self.commands_planned:
+            site = pc.site_pk.int
+            yield (
+                pc.id.hex,
+                event_pk,
+                pk_of_site[site],
+                tenant_pk[tenant_of_site[site]],
+                pc.device_pk.hex,
+                pc.device_id,
+                pc.action_index,
+                when[pc.starts_at],
+                when[pc.ends_at],
+                pc.duration_s,
+                pc.is_preparatory_action,
+                pc.mode,
+                pc.power_mode,
+                pc.setpoint_w,
+                pc.enable_grid_import,
+                pc.backup_reserve_percentage,
+                ok,
+                pending,
+                encode(pc.explanation),
+                stamp,
+                stamp,
             )
-            for key, pc in sites.items()
-        ],
-        command_messages=_command_messages(event, plan.commands, tenant_of_site, now),
-    )
 
+    def site_messages(self) -> Iterator[tuple[uuid.UUID, str, str]]:
+        """`event.created` for each site's OEM, with the site's wire form."""
+        template = _site_event_template(self.event, self.now)
+        for key, pc in self.sites.items():
+            site_event = template.replace(_NAME_TOKEN, json_string(pc.site_id))
+            yield self.tenant_of_site[key], pc.site_id, site_event
 
-def _site_event_rows(
-    event: Event,
-    sites: dict[int, PlannedCommand],
-    pk_of_site: dict[int, str],
-    tenant_of_site: dict[int, uuid.UUID],
-    values: DriverValues,
-    now: datetime,
-) -> list[tuple[Any, ...]]:
-    stamp = values.datetime(now)
-    event_pk = event.id.hex
-    tenant_pk = _Memo(lambda tenant_id: tenant_id.hex)
-    return [
-        (
-            pk_of_site[key],
-            event_pk,
-            pc.site_pk.hex,
-            tenant_pk[tenant_of_site[key]],
-            pc.site_id,
-            True,  # is_participating
-            stamp,
-            stamp,
-        )
-        for key, pc in sites.items()
-    ]
-
-
-def _command_rows(
-    event: Event,
-    commands: Sequence[PlannedCommand],
-    pk_of_site: dict[int, str],
-    tenant_of_site: dict[int, uuid.UUID],
-    values: DriverValues,
-    now: datetime,
-) -> list[tuple[Any, ...]]:
-    stamp = values.datetime(now)
-    event_pk = event.id.hex
-    tenant_pk = _Memo(lambda tenant_id: tenant_id.hex)
-    when = _Memo(values.datetime)
-    ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
-    encode = json_text
-    return [
-        (
-            pc.id.hex,
-            event_pk,
-            pk_of_site[pc.site_pk.int],
-            tenant_pk[tenant_of_site[pc.site_pk.int]],
-            pc.device_pk.hex,
-            pc.device_id,
-            pc.action_index,
-            when[pc.starts_at],
-            when[pc.ends_at],
-            pc.duration_s,
-            pc.is_preparatory_action,
-            pc.mode,
-            pc.power_mode,
-            pc.setpoint_w,
-            pc.enable_grid_import,
-            pc.backup_reserve_percentage,
-            ok,
-            pending,
-            encode(pc.explanation),
-            stamp,
-            stamp,
-        )
-        for pc in commands
-    ]
-
-
-def _command_messages(
-    event: Event,
-    commands: Sequence[PlannedCommand],
-    tenant_of_site: dict[int, uuid.UUID],
-    now: datetime,
-) -> list[tuple[uuid.UUID, str, str]]:
-    """`command.created` for each command: its OEM, its device id and its wire form."""
-    templates = _Memo(lambda shape: _command_template(event, shape, now))
-    return [
-        (
-            tenant_of_site[pc.site_pk.int],
-            pc.device_id,
-            templates[_shape(pc)]
-            .replace(_ID_TOKEN, f'"{pc.id}"')
-            .replace(_NAME_TOKEN, json_string(pc.device_id)),
-        )
-        for pc in commands
-    ]
+    def command_messages(self) -> Iterator[tuple[uuid.UUID, str, str]]:
+        """`command.created` for each command's OEM, with the command's wire form."""
+        templates = _Memo(lambda shape: _command_template(self.event, shape, self.now))
+        tenant_of_site = self.tenant_of_site
+        for pc in self.commands_planned:
+            command = (
+                templates[_shape(pc)]
+                .replace(_ID_TOKEN, f'"{pc.id}"')
+                .replace(_NAME_TOKEN, json_string(pc.device_id))
+            )
+            yield tenant_of_site[pc.site_pk.int], pc.device_id, command
 
 
 async def _supersede(session: AsyncSession, plan: EventPlan) -> None:

@@ -15,7 +15,6 @@ from gridhive.commands.models import Command, CommandStatus
 from gridhive.devices.models import Device
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
 from gridhive.events.models import Event
-from gridhive.events.planning.bulk import gc_paused
 from gridhive.events.planning.types import ExistingCommand
 from gridhive.programs.models import Group, SiteGroup
 from gridhive.sites.models import Site
@@ -79,13 +78,12 @@ _RAW = sa.types.NullType()
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+    # UUID(int=...) skips the string clean-up of UUID(hex): a third of the cost, 200,000 times.
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(int=int(value.replace("-", ""), 16))
 
 
 async def _rows(session: AsyncSession, stmt: sa.Select[*tuple[Any, ...]]) -> list[TargetRow]:
-    result = (await session.execute(stmt)).all()
-    with gc_paused():  # see planning/bulk.py: 100,000 objects and no cycles
-        return _target_rows(result)
+    return _target_rows((await session.execute(stmt)).all())
 
 
 def _target_rows(result: Sequence[Sequence[Any]]) -> list[TargetRow]:

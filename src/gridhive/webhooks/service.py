@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
@@ -58,26 +59,46 @@ async def emit_many(
     100,000 `command.created` messages inside the request's transaction. An `event_object` may
     also come as the JSON text of an object without `object_type` (callers that serialise a
     template once for thousands of alike messages); `object_type` is added to it here.
+    `messages` may be a generator: rows stream into the database as they are made.
     """
-    values = DriverValues.of(session)
-    created_at = values.datetime(utc_now())
-    object_type_json = _JSON.encode(object_type)
-    tail = f'"object_type":{object_type_json}}}'
-    ids = uuid4_hex_stream()
+    if isinstance(messages, Sized) and not len(messages):
+        return
+    refs: list[MessageRef] = []
+    rows = _message_rows(session, event_type, object_type, messages, refs)
+    await insert_rows(session, OutboundMessage, _MESSAGE_COLUMNS, rows)
+    await fan_out(session, refs)
+
+
+def _message_rows(
+    session: AsyncSession,
+    event_type: str,
+    object_type: str,
+    messages: Iterable[tuple[uuid.UUID, str, dict[str, Any] | str]],
+    refs: list[MessageRef],
+) -> Iterator[tuple[Any, ...]]:
+    """Outbound message rows for `insert_rows`; each message's reference goes into `refs`."""
+    created_at = DriverValues.of(session).datetime(utc_now())
+    tail = f'"object_type":{_JSON.encode(object_type)}}}'
+    ids = uuid7_hex_stream()
     encode = _JSON.encode
-    rows: list[tuple[Any, ...]] = []
     for org_id, subject_id, event_object in messages:
         if isinstance(event_object, str):
             # '{..."x":1}' -> '{..."x":1,"object_type":"..."}'; '{}' -> '{"object_type":"..."}'
-            head = event_object.rstrip()[:-1].rstrip()
-            payload = f"{head}{'' if head.endswith('{') else ','}{tail}"
+            text = event_object if event_object[-1:] == "}" else event_object.rstrip()
+            head = text[:-1]
+            if head[-1:] in _OPENERS:  # '{' or whitespace: the object may be empty
+                head = head.rstrip()
+                payload = f"{head}{tail}" if head.endswith("{") else f"{head},{tail}"
+            else:
+                payload = f"{head},{tail}"
         else:
             payload = encode({**event_object, "object_type": object_type})
-        rows.append(
-            (next(ids), org_id.hex, event_type, object_type, subject_id, payload, created_at)
-        )
-    await insert_rows(session, OutboundMessage, _MESSAGE_COLUMNS, rows)
-    await fan_out(session, [(row[0], row[1], event_type) for row in rows])
+        message_id, org = next(ids), org_id.hex
+        refs.append((message_id, org, event_type))
+        yield (message_id, org, event_type, object_type, subject_id, payload, created_at)
+
+
+_OPENERS = frozenset("{ \t\r\n")
 
 
 _MESSAGE_COLUMNS = (
@@ -131,6 +152,27 @@ def uuid4_hex_stream(batch: int = 4096) -> Iterator[str]:
             yield text[start : start + 32]
 
 
+def uuid7_hex_stream() -> Iterator[str]:
+    """Time-ordered UUIDs (RFC 9562 version 7) as 32 hex digits, increasing along the stream.
+
+    The 48-bit millisecond timestamp is taken once and the 74 bits after it count up from a
+    random start (RFC 9562 §6.2, method 2). Rows inserted in bulk with increasing keys append
+    to their primary-key index instead of landing on random pages: a quarter less work for
+    SQLite over the 400,000 site events and messages of a 100,000-device event.
+    """
+    millis = time.time_ns() // 1_000_000
+    counter = int.from_bytes(os.urandom(10)) >> 7  # 73 random bits: room to count up
+    while True:
+        counter += 1
+        rand_a, rand_b = counter >> 62, counter & _LOW_62_BITS
+        yield "%032x" % (millis << 80 | _V7 | rand_a << 64 | _VARIANT | rand_b)
+
+
+_LOW_62_BITS = (1 << 62) - 1
+_V7 = 0x7 << 76
+_VARIANT = 0b10 << 62
+
+
 async def insert_rows(
     session: AsyncSession,
     model: type[Base],
@@ -157,7 +199,11 @@ async def insert_rows(
             await connection.exec_driver_sql("SELECT 1")
         await driver.copy_records_to_table(table, records=rows, columns=list(columns))
     elif dialect == "sqlite":
-        if not isinstance(rows, Sized) or len(rows) >= _SQLITE_BIG_WRITE_ROWS:
+        # Built here, on the event loop's thread, not lazily on the driver's: SQLite's thread
+        # gains nothing from interleaving (one transaction, one writer) and the rows' Python
+        # work stays where profilers and tracebacks expect it.
+        rows = rows if isinstance(rows, list) else list(rows)
+        if len(rows) >= _SQLITE_BIG_WRITE_ROWS:
             await _sqlite_hold_transaction_in_cache(driver)
         names = ", ".join(columns)
         marks = ", ".join("?" * len(columns))
