@@ -11,6 +11,7 @@ import functools
 import gc
 import inspect
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -52,6 +53,13 @@ SEED_CHUNK = 10_000
 def sqlite_url() -> str:
     path = Path(tempfile.mkdtemp(prefix="gridhive-bench-")) / "bench.db"
     return f"sqlite+aiosqlite:///{path}"
+
+
+def remove_sqlite_database(url: str) -> None:
+    """Delete the directory `sqlite_url` made (a 100,000-device run leaves some 3 GB)."""
+    path = make_url(url).database
+    if path and Path(path).parent.name.startswith("gridhive-bench-"):
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 async def fresh_engine(url: str) -> AsyncEngine:
@@ -365,6 +373,8 @@ async def _raw(
     """Rows as the driver returns them, in `columns` order; JSON as text (asyncpg decodes it)."""
     names = ", ".join(columns)
     result = await connection.execute(sa.text(sql.replace("*", names, 1)).bindparams(parameter))
-    return [
-        tuple(json.dumps(v) if isinstance(v, dict | list) else v for v in row) for row in result
-    ]
+    return [tuple(_json(v) if isinstance(v, dict | list) else v for v in row) for row in result]
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))  # as the service writes it

@@ -3,10 +3,14 @@
 For each database and size: a fresh migrated schema, N homes of one battery each enrolled in an
 auto-approving program (bulk-seeded, not timed), then `--repeats` dispatches of one EVEN
 DISCHARGE SETPOINT action starting in 2 h (so pre-charges are planned) through the real ASGI
-app and its own unit of work. Between repeats the previous event is canceled in SQL, as
-`DELETE /v1/events/{id}` would leave it, so every run plans a fresh event against a table
-that keeps growing. Prints a Markdown table of medians; the split is measured by wrapping the
-service's functions here (exclusive time: a phase nested in another is not counted twice).
+app and its own unit of work. Between repeats the previous event and its commands are marked
+canceled in SQL (untimed), so every run plans a fresh event against a table that keeps growing.
+
+Prints a Markdown table of medians: wall time; the database floor (the same rows stored again
+through the service's bulk path, rows ready-made: `bench._common.database_floor`); the split by
+phase, measured by wrapping the service's functions from here (exclusive time: a phase nested
+in another is not counted twice); time in the garbage collector; CPU of the event loop's thread
+and of SQLite's; and the load average, since other work on the machine moves every figure.
 
     .venv/bin/python bench/plan_event.py --sizes 1000,10000,100000
 """
@@ -39,6 +43,7 @@ from bench._common import (
     database_floor,
     fresh_engine,
     median,
+    remove_sqlite_database,
     seed_fleet,
     server_version,
     sqlite_url,
@@ -66,7 +71,6 @@ WRAPPED = (
     ("gridhive.events.persistence", "store_plan", "insert"),
     ("gridhive.webhooks.service", "emit", "outbox"),
     ("gridhive.webhooks.service", "emit_many", "outbox"),
-    ("gridhive.webhooks.service", "emit_rows", "outbox"),
 )
 WATTS_PER_DEVICE = 4000  # above the smallest rating: EVEN has to cap some and water-fill
 
@@ -281,6 +285,8 @@ async def main(args: argparse.Namespace) -> None:
                 )
             finally:
                 await engine.dispose()
+                if database == "sqlite":
+                    remove_sqlite_database(url)
     sys.stdout.write(f"{machine()}; {', '.join(versions)}; median of {args.repeats} runs\n\n")
     sys.stdout.write(markdown(results) + "\n")
     if args.json:

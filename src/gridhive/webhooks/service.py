@@ -140,7 +140,7 @@ class DriverValues:
 
 
 def uuid4_hex_stream(batch: int = 4096) -> Iterator[str]:
-    """Random version-4 UUIDs as 32 hex digits, about ten times faster than `uuid4().hex`."""
+    """Random version-4 UUIDs as 32 hex digits, about six times faster than `uuid4().hex`."""
     while True:
         data = bytearray(os.urandom(16 * batch))
         for offset in range(0, 16 * batch, 16):
