@@ -40,7 +40,7 @@ async def emit_commands(session: AsyncSession, tenant: Tenant, n: int, event_typ
         session,
         event_type=event_type,
         object_type="command",
-        messages=[(tenant.org.id, f"battery-{i}", {"id": str(i)}) for i in range(n)],
+        messages=[(tenant.org.id, f"battery-{i}", {"id": str(i)}, None, None) for i in range(n)],
     )
 
 

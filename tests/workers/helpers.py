@@ -53,7 +53,7 @@ async def emit(
             session,
             event_type=event_type,
             object_type=object_type,
-            messages=[(owner.org.id, s, {"id": s, "device_id": s}) for s in subjects],
+            messages=[(owner.org.id, s, {"id": s, "device_id": s}, None, None) for s in subjects],
         )
 
 

@@ -139,7 +139,9 @@ async def change_status(
         session,
         event_type=event_type,
         object_type="command",
-        messages=[(c.tenant_id, c.device_id, command_payload(c)) for c in commands],
+        messages=[
+            (c.tenant_id, c.device_id, command_payload(c), c.event_id, c.id) for c in commands
+        ],
     )
 
 

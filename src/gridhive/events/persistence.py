@@ -34,7 +34,13 @@ from gridhive.events.schemas import EventCreate
 from gridhive.kit.time import isoformat_z
 from gridhive.programs.models import Program
 from gridhive.webhooks import service as webhook_service
-from gridhive.webhooks.service import DriverValues, insert_rows, json_text, uuid7_hex_stream
+from gridhive.webhooks.service import (
+    DriverValues,
+    MessageRow,
+    insert_rows,
+    json_text,
+    uuid7_hex_stream,
+)
 
 # Placeholders serialised into a template and replaced per row; neither can be a real value
 # (a random UUID, and a string with NULs that no OEM id contains).
@@ -139,6 +145,7 @@ async def store_plan(
         object_type="event",
         subject_id=str(event.id),
         event_object=views.utility_event_payload(event, now),
+        event_id=event.id,
     )
     await webhook_service.emit_many(
         session, event_type="event.created", object_type="event", messages=rows.site_messages()
@@ -215,14 +222,14 @@ class _PlanRows:
                 stamp,
             )
 
-    def site_messages(self) -> Iterator[tuple[uuid.UUID, str, str]]:
+    def site_messages(self) -> Iterator[MessageRow]:
         """`event.created` for each site's OEM, with the site's wire form."""
         template = _site_event_template(self.event, self.now)
         for key, pc in self.sites.items():
             site_event = template.replace(_NAME_TOKEN, json_string(pc.site_id))
-            yield self.tenant_of_site[key], pc.site_id, site_event
+            yield self.tenant_of_site[key], pc.site_id, site_event, self.event.id, None
 
-    def command_messages(self) -> Iterator[tuple[uuid.UUID, str, str]]:
+    def command_messages(self) -> Iterator[MessageRow]:
         """`command.created` for each command's OEM, with the command's wire form."""
         templates = _Memo(lambda shape: _command_template(self.event, shape, self.now))
         tenant_of_site = self.tenant_of_site
@@ -232,7 +239,7 @@ class _PlanRows:
                 .replace(_ID_TOKEN, f'"{pc.id}"')
                 .replace(_NAME_TOKEN, json_string(pc.device_id))
             )
-            yield tenant_of_site[pc.site_pk.int], pc.device_id, command
+            yield tenant_of_site[pc.site_pk.int], pc.device_id, command, self.event.id, pc.id
 
 
 async def _supersede(session: AsyncSession, plan: EventPlan) -> None:

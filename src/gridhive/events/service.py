@@ -266,13 +266,14 @@ async def _announce(session: AsyncSession, event: Event, event_type: str, now: d
         object_type="event",
         subject_id=str(event.id),
         event_object=views.utility_event_payload(event, now),
+        event_id=event.id,
     )
     await webhook_service.emit_many(
         session,
         event_type=event_type,
         object_type="event",
         messages=[
-            (se.tenant_id, se.site_id, views.site_event_payload(event, se, now))
+            (se.tenant_id, se.site_id, views.site_event_payload(event, se, now), event.id, None)
             for se in site_events
         ],
     )
@@ -366,6 +367,7 @@ async def _announce_site(
             object_type="event",
             subject_id=site_event.site_id,
             event_object=payload,
+            event_id=event.id,
         )
 
 

@@ -23,7 +23,16 @@ from gridhive.kit.time import utc_now
 
 class OutboundMessage(UUIDPrimaryKey, Base):
     __tablename__ = "outbound_messages"
-    __table_args__ = (sa.Index("ix_outbound_messages_org_created", "org_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_outbound_messages_org_created", "org_id", "created_at"),
+        # An event's messages (its own and its commands'), for its timeline and ack deadlines.
+        sa.Index(
+            "ix_outbound_messages_event",
+            "event_id",
+            sqlite_where=sa.text("event_id IS NOT NULL"),
+            postgresql_where=sa.text("event_id IS NOT NULL"),
+        ),
+    )
 
     org_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(sa.String(64))
@@ -31,6 +40,11 @@ class OutboundMessage(UUIDPrimaryKey, Base):
     # The OEM's device or site id (or our object id), for MQTT topics and log filters.
     subject_id: Mapped[str] = mapped_column(sa.String(255))
     payload: Mapped[dict[str, Any]]
+    # What the message is about, when it is about a demand-response event or one of its
+    # commands. Plain columns, not foreign keys: the webhooks layer sits below events, and a
+    # message outlives nothing it refers to (both are kept as long as the event).
+    event_id: Mapped[uuid.UUID | None]
+    command_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

@@ -27,11 +27,14 @@ async def emit(
     object_type: str,
     subject_id: str,
     event_object: dict[str, Any],
+    event_id: uuid.UUID | None = None,
+    command_id: uuid.UUID | None = None,
 ) -> OutboundMessage:
     """Record `event_type` for `org_id`; delivery happens after commit, never inside a request.
 
     `event_object` is the wire form of the resource (JSON-ready); `object_type` is added to it
-    as the webhook envelope requires.
+    as the webhook envelope requires. `event_id` / `command_id` name the demand-response event
+    and command the message is about, if any (timelines and ack deadlines look them up).
     """
     message = OutboundMessage(
         org_id=org_id,
@@ -39,6 +42,8 @@ async def emit(
         object_type=object_type,
         subject_id=subject_id,
         payload={**event_object, "object_type": object_type},
+        event_id=event_id,
+        command_id=command_id,
     )
     session.add(message)
     await session.flush()
@@ -51,9 +56,9 @@ async def emit_many(
     *,
     event_type: str,
     object_type: str,
-    messages: Iterable[tuple[uuid.UUID, str, dict[str, Any] | str]],
+    messages: Iterable[MessageRow],
 ) -> None:
-    """Bulk form of `emit` for planning at fleet scale: (org_id, subject_id, event_object) rows.
+    """Bulk form of `emit` for planning at fleet scale: one `MessageRow` per message.
 
     One bulk statement instead of an ORM object per row: an event over 100,000 batteries writes
     100,000 `command.created` messages inside the request's transaction. An `event_object` may
@@ -73,7 +78,7 @@ def _message_rows(
     session: AsyncSession,
     event_type: str,
     object_type: str,
-    messages: Iterable[tuple[uuid.UUID, str, dict[str, Any] | str]],
+    messages: Iterable[MessageRow],
     refs: list[MessageRef],
 ) -> Iterator[tuple[Any, ...]]:
     """Outbound message rows for `insert_rows`; each message's reference goes into `refs`."""
@@ -81,7 +86,7 @@ def _message_rows(
     tail = f'"object_type":{_JSON.encode(object_type)}}}'
     ids = uuid7_hex_stream()
     encode = _JSON.encode
-    for org_id, subject_id, event_object in messages:
+    for org_id, subject_id, event_object, event_id, command_id in messages:
         if isinstance(event_object, str):
             # '{..."x":1}' -> '{..."x":1,"object_type":"..."}'; '{}' -> '{"object_type":"..."}'
             text = event_object if event_object[-1:] == "}" else event_object.rstrip()
@@ -95,7 +100,17 @@ def _message_rows(
             payload = encode({**event_object, "object_type": object_type})
         message_id, org = next(ids), org_id.hex
         refs.append((message_id, org, event_type))
-        yield (message_id, org, event_type, object_type, subject_id, payload, created_at)
+        yield (
+            message_id,
+            org,
+            event_type,
+            object_type,
+            subject_id,
+            payload,
+            event_id and event_id.hex,
+            command_id and command_id.hex,
+            created_at,
+        )
 
 
 _OPENERS = frozenset("{ \t\r\n")
@@ -108,8 +123,13 @@ _MESSAGE_COLUMNS = (
     "object_type",
     "subject_id",
     "payload",
+    "event_id",
+    "command_id",
     "created_at",
 )
+
+# (org_id, subject_id, event_object, event_id, command_id): the arguments of `emit`, as a row.
+MessageRow = tuple[uuid.UUID, str, dict[str, Any] | str, uuid.UUID | None, uuid.UUID | None]
 
 
 # Bulk rows -------------------------------------------------------------------------------------

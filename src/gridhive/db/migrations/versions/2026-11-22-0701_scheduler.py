@@ -1,0 +1,24 @@
+"""durable scheduler: (filled in by the scheduler work).
+
+Revision ID: b7e1a0c20003
+Revises: b7e1a0c20002
+Create Date: 2026-11-22 07:01:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "b7e1a0c20003"
+down_revision: str | None = "b7e1a0c20002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,24 @@
+"""telemetry: (filled in by the telemetry work).
+
+Revision ID: b7e1a0c20006
+Revises: b7e1a0c20005
+Create Date: 2026-11-22 07:04:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision: str = "b7e1a0c20006"
+down_revision: str | None = "b7e1a0c20005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
