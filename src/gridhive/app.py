@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,9 +16,13 @@ from gridhive.api import handlers
 from gridhive.api.middleware import BodySizeLimit, RequestId
 from gridhive.api.v1 import router as v1_router
 from gridhive.config import Settings, get_settings
+from gridhive.dashboard.router import router as dashboard_router
 from gridhive.db.engine import READ_ONLY_OPTION, create_engine
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker
+from gridhive.portal.router import router as portal_router
+from gridhive.web import errors as page_errors
+from gridhive.web.templating import STATIC_DIR, STATIC_URL
 from gridhive.workers import metrics
 from gridhive.workers.runner import run_in_background
 
@@ -67,7 +72,11 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
     handlers.install(app)
+    page_errors.install(app)
     app.include_router(v1_router)
+    app.include_router(portal_router)
+    app.include_router(dashboard_router)
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     _add_health_routes(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestId)

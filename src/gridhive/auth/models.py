@@ -22,6 +22,8 @@ class TokenKind(enum.StrEnum):
     SITE = "site"  # one site, one hour, for the homeowner's app
     SESSION = "session"  # single use, opens the hosted portal
     OAUTH = "oauth"  # client-credentials access token, acts as the key it came from
+    PORTAL = "portal"  # the hosted portal's cookie: one site, opened from a session token
+    DASHBOARD = "dashboard"  # the dashboard's cookie: acts as the API key that signed in
 
 
 class Organization(UUIDPrimaryKey, Timestamps, Base):

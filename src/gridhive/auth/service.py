@@ -18,7 +18,13 @@ from gridhive.kit.ids import hash_secret, random_token, secret_matches
 from gridhive.kit.time import utc_now
 
 KEY_PREFIX = "ghk_"
-TOKEN_PREFIXES = {TokenKind.SITE: "ghs_", TokenKind.SESSION: "ghp_", TokenKind.OAUTH: "gho_"}
+TOKEN_PREFIXES = {
+    TokenKind.SITE: "ghs_",
+    TokenKind.SESSION: "ghp_",
+    TokenKind.OAUTH: "gho_",
+    TokenKind.PORTAL: "ghw_",
+    TokenKind.DASHBOARD: "ghd_",
+}
 
 
 @dataclass(frozen=True)
@@ -201,4 +207,76 @@ async def _authenticate_token(session: AsyncSession, credential: str) -> Princip
     via: Literal["oauth", "site"] = "site" if token.kind == TokenKind.SITE else "oauth"
     return Principal(
         org_id=token.org_id, kind=kind, via=via, api_key_id=token.api_key_id, site_pk=token.site_pk
+    )
+
+
+# Web sessions ----------------------------------------------------------------------------------
+# The portal and the dashboard keep their sign-in in a cookie holding a token of their own kind
+# (stored hashed like every token), so a stolen cookie is never an API credential and signing
+# out revokes it server-side.
+
+WEB_SESSION_TTL = timedelta(hours=12)
+
+
+async def sign_in_with_key(session: AsyncSession, key_text: str) -> tuple[str, Principal]:
+    """Dashboard sign-in: a valid, unrevoked API key of a utility or OEM opens a web session."""
+    parts = split_key(key_text.strip())
+    key = await _active_key(session, *parts) if parts else None
+    if key is None:
+        raise InvalidCredentials("This API key is not valid or has been revoked")
+    org = await get_organization_or_raise(session, key.org_id)
+    token, _ = await issue_token(
+        session, kind=TokenKind.DASHBOARD, org_id=org.id, ttl=WEB_SESSION_TTL, api_key_id=key.id
+    )
+    return token, Principal(org_id=org.id, kind=org.kind, via="key", api_key_id=key.id)
+
+
+async def open_portal(session: AsyncSession, session_token: str) -> tuple[str, Principal]:
+    """Portal entry: a single-use session token becomes a portal session for its one site."""
+    used = await consume_session_token(session, session_token)
+    token, _ = await issue_token(
+        session,
+        kind=TokenKind.PORTAL,
+        org_id=used.org_id,
+        ttl=WEB_SESSION_TTL,
+        site_pk=used.site_pk,
+    )
+    org = await get_organization_or_raise(session, used.org_id)
+    return token, Principal(org_id=org.id, kind=org.kind, via="site", site_pk=used.site_pk)
+
+
+async def authenticate_web(session: AsyncSession, token: str, kind: TokenKind) -> Principal:
+    """The principal behind a portal or dashboard cookie; InvalidCredentials when it is stale."""
+    row = (
+        await session.execute(
+            sa.select(AccessToken, Organization.kind, ApiKey.revoked_at)
+            .join(Organization, Organization.id == AccessToken.org_id)
+            .outerjoin(ApiKey, ApiKey.id == AccessToken.api_key_id)
+            .where(AccessToken.token_hash == hash_secret(token), AccessToken.kind == kind)
+        )
+    ).one_or_none()
+    if row is None or row[0].expires_at <= utc_now() or row[0].consumed_at is not None:
+        raise InvalidCredentials("Your session has ended; sign in again")
+    access, org_kind, key_revoked_at = row
+    if key_revoked_at is not None:
+        raise InvalidCredentials("The API key behind this session was revoked")
+    via: Literal["key", "site"] = "site" if kind == TokenKind.PORTAL else "key"
+    return Principal(
+        org_id=access.org_id,
+        kind=org_kind,
+        via=via,
+        api_key_id=access.api_key_id,
+        site_pk=access.site_pk,
+    )
+
+
+async def end_web_session(session: AsyncSession, token: str) -> None:
+    """Sign out: the cookie's token stops working at once (marked consumed)."""
+    await session.execute(
+        sa.update(AccessToken)
+        .where(
+            AccessToken.token_hash == hash_secret(token),
+            AccessToken.kind.in_([TokenKind.PORTAL, TokenKind.DASHBOARD]),
+        )
+        .values(consumed_at=utc_now())
     )

@@ -1,0 +1,1 @@
+"""The dashboard of utilities and device makers, signed in with an API key."""
