@@ -32,17 +32,19 @@ from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
 from gridhive.commands.models import Command
 from gridhive.db.base import UTCDateTime
+from gridhive.db.bulk import insert_rows, uuid7_hex_stream
 from gridhive.db.engine import create_engine, is_sqlite
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker
 from gridhive.devices.models import Device
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice
 from gridhive.events.models import SiteEvent
+from gridhive.events.persistence import COMMAND_COLUMNS, SITE_EVENT_COLUMNS
 from gridhive.programs import service as program_service
 from gridhive.programs.schemas import ProgramCreate
 from gridhive.sites.models import Site
 from gridhive.webhooks.models import OutboundMessage
-from gridhive.webhooks.service import insert_rows, uuid4_hex_stream, uuid7_hex_stream
+from gridhive.webhooks.service import MESSAGE_COLUMNS
 
 SEED_CHUNK = 10_000
 
@@ -278,42 +280,6 @@ def median(values: Sequence[float]) -> float:
 
 # The database's own share -------------------------------------------------------------------
 
-_SITE_EVENT_COLUMNS = (
-    "pk",
-    "event_id",
-    "site_pk",
-    "tenant_id",
-    "site_id",
-    "is_participating",
-    "created_at",
-    "updated_at",
-)
-_COMMAND_COLUMNS = (
-    "id",
-    "event_id",
-    "site_event_pk",
-    "tenant_id",
-    "device_pk",
-    "device_id",
-    "action_index",
-    "starts_at",
-    "ends_at",
-    "duration_s",
-    "is_preparatory_action",
-    "mode",
-    "power_mode",
-    "setpoint_w",
-    "enable_grid_import",
-    "backup_reserve_percentage",
-    "status",
-    "device_status",
-    "explanation",
-    "created_at",
-    "updated_at",
-)
-_MESSAGE_COLUMNS = ("id", "org_id", "event_type", "object_type", "subject_id", "payload")
-_MESSAGE_COLUMNS += ("created_at",)
-
 
 async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: datetime) -> float:
     """Seconds to store again, through the service's own bulk path (`insert_rows`: COPY or
@@ -327,25 +293,31 @@ async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: dateti
     async with engine.connect() as connection:
         # sa.text without column types: values come back as the driver gives them.
         site_events = await _raw(
-            connection, "SELECT * FROM site_events WHERE event_id = :old", old, _SITE_EVENT_COLUMNS
+            connection, "SELECT * FROM site_events WHERE event_id = :old", old, SITE_EVENT_COLUMNS
         )
         commands = await _raw(
-            connection, "SELECT * FROM commands WHERE event_id = :old", old, _COMMAND_COLUMNS
+            connection, "SELECT * FROM commands WHERE event_id = :old", old, COMMAND_COLUMNS
         )
         messages = await _raw(
             connection,
             "SELECT * FROM outbound_messages WHERE created_at >= :since",
             sa.bindparam("since", since, type_=UTCDateTime()),
-            _MESSAGE_COLUMNS,
+            MESSAGE_COLUMNS,
         )
-    new_pk = dict(zip((row[0] for row in site_events), uuid7_hex_stream(), strict=False))
-    event_hex = new_event.hex
-    site_events = [(new_pk[row[0]], event_hex, *row[2:]) for row in site_events]
-    commands = [
-        (cid, event_hex, new_pk[row[2]], *row[3:16], "CANCELED", *row[17:])
-        for cid, row in zip(uuid4_hex_stream(), commands, strict=False)
-    ]
-    messages = [(mid, *row[1:]) for mid, row in zip(uuid7_hex_stream(), messages, strict=False)]
+    new_site_events = _renamed(
+        site_events, SITE_EVENT_COLUMNS, pk=uuid7_hex_stream(), event_id=new_event.hex
+    )
+    site_pk = {old[0]: new[0] for old, new in zip(site_events, new_site_events, strict=True)}
+    site_events = new_site_events
+    commands = _renamed(
+        commands,
+        COMMAND_COLUMNS,
+        id=uuid7_hex_stream(),
+        event_id=new_event.hex,
+        site_event_pk=site_pk,
+        status="CANCELED",
+    )
+    messages = _renamed(messages, MESSAGE_COLUMNS, id=uuid7_hex_stream(), event_id=new_event.hex)
     async with make_sessionmaker(engine)() as session:
         started = time.perf_counter()
         await session.execute(
@@ -357,11 +329,31 @@ async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: dateti
                 " FROM events WHERE id = :old"
             ).bindparams(old, sa.bindparam("new", new_event, type_=sa.Uuid()))
         )
-        await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, site_events)
-        await insert_rows(session, Command, _COMMAND_COLUMNS, commands)
-        await insert_rows(session, OutboundMessage, _MESSAGE_COLUMNS, messages)
+        await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, site_events)
+        await insert_rows(session, Command, COMMAND_COLUMNS, commands)
+        await insert_rows(session, OutboundMessage, MESSAGE_COLUMNS, messages)
         await session.commit()
         return time.perf_counter() - started
+
+
+def _renamed(
+    rows: list[tuple[Any, ...]], columns: Sequence[str], **new: Any
+) -> list[tuple[Any, ...]]:
+    """`rows` with the named columns replaced: by the next value of an iterator, by the value
+    a dict maps the old one to, or by a constant."""
+    positions = [(columns.index(name), value) for name, value in new.items()]
+    renamed = []
+    for row in rows:
+        values = list(row)
+        for position, value in positions:
+            if isinstance(value, Iterator):
+                values[position] = next(value)
+            elif isinstance(value, dict):
+                values[position] = value[values[position]]
+            else:
+                values[position] = value
+        renamed.append(tuple(values))
+    return renamed
 
 
 async def _raw(

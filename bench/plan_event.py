@@ -7,7 +7,7 @@ app and its own unit of work. Between repeats the previous event and its command
 canceled in SQL (untimed), so every run plans a fresh event against a table that keeps growing.
 
 Prints a Markdown table of medians: wall time; the database floor (the same rows stored again
-through the service's bulk path, rows ready-made: `bench._common.database_floor`); the split by
+through the product's bulk path, rows ready-made: `bench._common.database_floor`); the split by
 phase, measured by wrapping the service's functions from here (exclusive time: a phase nested
 in another is not counted twice); time in the garbage collector; CPU of the event loop's thread
 and of SQLite's; and the load average, since other work on the machine moves every figure.
@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-floor",
         action="store_true",
-        help="skip the database floor (the same rows copied by INSERT ... SELECT)",
+        help="skip the database floor (the same rows stored again by db.bulk.insert_rows)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     return parser.parse_args(argv)

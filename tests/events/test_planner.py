@@ -24,7 +24,7 @@ from gridhive.events.planner import (
     ProgramRules,
     plan_event,
 )
-from gridhive.events.planning.bulk import gc_paused, uuid4_stream
+from gridhive.events.planning.bulk import gc_paused, uuid4_stream, uuid7_stream
 from gridhive.events.planning.setpoints import split_evenly
 from gridhive.programs.schemas import DispatchRules
 
@@ -210,7 +210,7 @@ class TestPerDeviceSetpoints:
         }
         assert command.explanation["reserve_source"] == "action"
         assert command.event_id == EVENT_ID
-        assert command.id.version == 4
+        assert command.id.version == 7
         assert command.ends_at - command.starts_at == timedelta(seconds=command.duration_s)
 
 
@@ -263,6 +263,36 @@ class TestCommandFields:
             explanation=precharge.explanation,
         )
         assert precharge.id != command.id
+
+    def test_equal_explanation_keys_mean_equal_explanations(self) -> None:
+        # Storage encodes one explanation per key: a key shared by two different
+        # explanations would store the wrong reasons for one of them.
+        devices = [
+            battery(
+                n,
+                output_w=(3000, 5000, 7600)[n % 3],
+                input_w=(3000, 5000)[n % 2],
+                soc=(None, 10.0, 55.5, 100.0)[n % 4],
+                reserve=(10, 20)[n % 2],
+                online=n % 5 != 0,
+            )
+            for n in range(60)
+        ]
+        start = NOW + timedelta(hours=5)
+        actions = [
+            discharge(at=start, setpoint_w=60 * 4000, even=True),
+            charge(at=start + timedelta(hours=2), setpoint_w=4000),
+            discharge(at=start + timedelta(hours=4), follow_load=True),
+        ]
+        result = plan(actions, devices)
+
+        by_key: dict[object, list[dict[str, Any]]] = {}
+        for command in result.commands:
+            assert command.explanation_key is not None
+            by_key.setdefault(command.explanation_key, []).append(command.explanation)
+        for explanations in by_key.values():
+            assert all(e == explanations[0] for e in explanations)
+        assert len(by_key) < len(result.commands)  # alike devices do share keys
 
     def test_explanations_are_not_shared_between_alike_devices(self) -> None:
         result = plan([discharge()], [battery(0, soc=40.0), battery(1, soc=40.0)])
@@ -710,6 +740,7 @@ class TestSupersession:
         assert entry.reason == f"superseded by event {EVENT_ID}"
         assert entry.superseded_by == [new.id]
         assert new.explanation["supersedes"] == [str(old.command_id)]
+        assert new.explanation_key is None  # unlike every other command now
         assert "Supersedes 1 command of 1 earlier event" in result.summary
 
     @pytest.mark.parametrize(
@@ -826,6 +857,22 @@ class TestBulkHelpers:
 
         assert len(set(ids)) == 100
         assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+
+    def test_uuid7_stream_gives_increasing_rfc_9562_version_7_ids(self) -> None:
+        stream = uuid7_stream()
+        ids = [next(stream) for _ in range(1000)]
+
+        assert ids == sorted(ids, key=lambda i: i.int)
+        assert len(set(ids)) == 1000
+        assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+
+    def test_planned_command_ids_follow_the_plan_order(self) -> None:
+        # Stored in plan order, increasing ids append to the commands' indexes.
+        devices = [battery(i, soc=50.0) for i in range(20)]  # a pre-charge each
+        result = plan([discharge(setpoint_w=3000)], devices)
+
+        ids = [c.id.int for c in result.commands]
+        assert ids == sorted(ids)
 
     def test_gc_paused_restores_the_collector_even_on_error(self) -> None:
         seen_inside: list[bool] = []

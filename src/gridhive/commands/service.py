@@ -146,7 +146,8 @@ async def change_status(
 
 
 # Commands sit below events in the layers, so the events table is named rather than imported:
-# the foreign key commands.event_id -> events.id already ties the two tables together.
+# commands.event_id holds the id of the event (no foreign key of its own: the command's site
+# event, site_events.event_id -> events.id, ties the two tables together).
 _events = sa.table("events", sa.column("id", sa.Uuid()), sa.column("program_id", sa.Uuid()))
 
 

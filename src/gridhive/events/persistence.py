@@ -3,14 +3,17 @@
 An event over 100,000 batteries writes some 100,000 site events, 200,000 commands and 300,000
 outbound messages inside the request's transaction (system.md §4). So rows are plain tuples
 built straight from the planner's `PlannedCommand`s and written with one bulk statement per
-table (`webhook_service.insert_rows`: COPY on PostgreSQL, executemany on SQLite): no ORM object
+table (`db.bulk.insert_rows`: COPY on PostgreSQL, executemany on SQLite): no ORM object
 and no SQLAlchemy processing per row. Rows are generated as the database takes them, so on
 PostgreSQL the server inserts one batch while the next is being built.
 
 Each JSON value is serialised once. The wire forms of site events and commands, which differ
 only in an id or two between thousands of rows, are built by the functions that build them for
 every other message (`views.site_event_payload`, `command_service.command_payload`) once per
-shape, with placeholders for the ids, and the ids are then filled into the text.
+shape, with placeholders for the ids, and the ids are then filled into the text. Explanations
+are encoded once per `PlannedCommand.explanation_key`. Superseded commands are canceled the
+same way: one UPDATE ... RETURNING per chunk of ids and their `command.canceled` messages
+from templates.
 """
 
 from __future__ import annotations
@@ -21,26 +24,20 @@ from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.commands import service as command_service
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
-from gridhive.events import views
+from gridhive.db.bulk import DriverValues, insert_rows, json_text, uuid7_hex_stream
+from gridhive.events import repository, ticks, views
 from gridhive.events.models import Event, SiteEvent
 from gridhive.events.planning.types import EventPlan, PlannedCommand
-from gridhive.events.repository import TargetRow
+from gridhive.events.repository import CanceledCommand, TargetRow
 from gridhive.events.schemas import EventCreate
 from gridhive.kit.time import isoformat_z
 from gridhive.programs.models import Program
 from gridhive.webhooks import service as webhook_service
-from gridhive.webhooks.service import (
-    DriverValues,
-    MessageRow,
-    insert_rows,
-    json_text,
-    uuid7_hex_stream,
-)
+from gridhive.webhooks.service import MessageRow
 
 # Placeholders serialised into a template and replaced per row; neither can be a real value
 # (a random UUID, and a string with NULs that no OEM id contains).
@@ -49,7 +46,7 @@ _ID_TOKEN = json_string(str(_ID))
 _NAME = "\x00gridhive-name\x00"
 _NAME_TOKEN = json_string(_NAME)
 
-_SITE_EVENT_COLUMNS = (
+SITE_EVENT_COLUMNS = (
     "pk",
     "event_id",
     "site_pk",
@@ -60,7 +57,7 @@ _SITE_EVENT_COLUMNS = (
     "updated_at",
 )
 # status_reason, device_status_reason and acknowledged_at start NULL and are left out.
-_COMMAND_COLUMNS = (
+COMMAND_COLUMNS = (
     "id",
     "event_id",
     "site_event_pk",
@@ -135,9 +132,9 @@ async def store_plan(
 ) -> None:
     """Site events, commands, supersessions and their outbox rows, in bulk statements."""
     rows = _PlanRows(event, plan, targets, DriverValues.of(session), now)
-    await insert_rows(session, SiteEvent, _SITE_EVENT_COLUMNS, rows.site_events())
-    await insert_rows(session, Command, _COMMAND_COLUMNS, rows.commands())
-    await _supersede(session, plan)
+    await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, rows.site_events())
+    await insert_rows(session, Command, COMMAND_COLUMNS, rows.commands())
+    await _supersede(session, plan, now)
     await webhook_service.emit(
         session,
         org_id=event.utility_id,
@@ -156,6 +153,7 @@ async def store_plan(
         object_type="command",
         messages=rows.command_messages(),
     )
+    await ticks.schedule_event(session, event, plan)
 
 
 class _PlanRows:
@@ -196,8 +194,15 @@ class _PlanRows:
         when = _Memo(self.values.datetime)
         ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
         encode = json_text
+        explained: dict[Hashable, str] = {}  # explanation text by key: encoded once each
         for pc in self.commands_planned:
             site = pc.site_pk.int
+            key = pc.explanation_key
+            explanation = explained.get(key) if key is not None else None
+            if explanation is None:
+                explanation = encode(pc.explanation)
+                if key is not None:
+                    explained[key] = explanation
             yield (
                 pc.id.hex,
                 event_pk,
@@ -217,7 +222,7 @@ class _PlanRows:
                 pc.backup_reserve_percentage,
                 ok,
                 pending,
-                encode(pc.explanation),
+                explanation,
                 stamp,
                 stamp,
             )
@@ -225,14 +230,15 @@ class _PlanRows:
     def site_messages(self) -> Iterator[MessageRow]:
         """`event.created` for each site's OEM, with the site's wire form."""
         template = _site_event_template(self.event, self.now)
+        tenant_of_site, event_id = self.tenant_of_site, self.event.id
         for key, pc in self.sites.items():
             site_event = template.replace(_NAME_TOKEN, json_string(pc.site_id))
-            yield self.tenant_of_site[key], pc.site_id, site_event, self.event.id, None
+            yield tenant_of_site[key], pc.site_id, site_event, event_id, None
 
     def command_messages(self) -> Iterator[MessageRow]:
         """`command.created` for each command's OEM, with the command's wire form."""
-        templates = _Memo(lambda shape: _command_template(self.event, shape, self.now))
-        tenant_of_site = self.tenant_of_site
+        tenant_of_site, event_id, now = self.tenant_of_site, self.event.id, self.now
+        templates = _Memo(lambda shape: _command_template(event_id, now, *shape))
         for pc in self.commands_planned:
             command = (
                 templates[_shape(pc)]
@@ -242,18 +248,46 @@ class _PlanRows:
             yield tenant_of_site[pc.site_pk.int], pc.device_id, command, self.event.id, pc.id
 
 
-async def _supersede(session: AsyncSession, plan: EventPlan) -> None:
+async def _supersede(session: AsyncSession, plan: EventPlan, now: datetime) -> None:
+    """Cancel the older commands the plan supersedes and tell their OEMs (`command.canceled`).
+
+    What `command_service.change_status` does for a handful of commands, in bulk: a new event
+    over a fleet already in another one supersedes a command or two per battery. One UPDATE
+    per chunk of ids returns what the wire form needs, and the messages reuse the templates.
+    Only commands still in force change: one canceled since planning stays as it is.
+    """
     if not plan.superseded:
         return
-    ids = [s.command_id for s in plan.superseded]
-    older = (await session.scalars(sa.select(Command).where(Command.id.in_(ids)))).all()
-    await command_service.change_status(
+    reason = f"Superseded by event {plan.event_id}"
+    ids = [entry.command_id for entry in plan.superseded]
+    canceled = await repository.cancel_commands_in_force(session, ids, reason=reason, now=now)
+    await webhook_service.emit_many(
         session,
-        older,
-        status=CommandStatus.CANCELED,
-        reason=f"Superseded by event {plan.event_id}",
         event_type="command.canceled",
+        object_type="command",
+        messages=_canceled_messages(canceled, reason, now),
     )
+
+
+def _canceled_messages(
+    rows: Sequence[CanceledCommand], reason: str, now: datetime
+) -> Iterator[MessageRow]:
+    def template(shape: tuple[Any, ...]) -> str:
+        return _command_template(
+            *shape,
+            status=CommandStatus.CANCELED,
+            device_status_reason=reason,
+            updated_at=now,
+        )
+
+    templates = _Memo(template)
+    for command_id, device_id, tenant_id, *shape in rows:
+        command = (
+            templates[tuple(shape)]
+            .replace(_ID_TOKEN, f'"{command_id}"')
+            .replace(_NAME_TOKEN, json_string(device_id))
+        )
+        yield tenant_id, device_id, command, shape[0], command_id
 
 
 def _site_event_template(event: Event, now: datetime) -> str:
@@ -263,7 +297,7 @@ def _site_event_template(event: Event, now: datetime) -> str:
 
 
 def _shape(pc: PlannedCommand) -> tuple[Any, ...]:
-    """What a command's wire form depends on besides its id and device id."""
+    """What a new command's wire form depends on besides its ids and its event's."""
     return (
         pc.starts_at,
         pc.ends_at,
@@ -277,12 +311,21 @@ def _shape(pc: PlannedCommand) -> tuple[Any, ...]:
     )
 
 
-def _command_template(event: Event, shape: tuple[Any, ...], now: datetime) -> str:
-    """`command_service.command_payload` of a new command of this shape, ids left open."""
-    starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = shape
+def _command_template(
+    event_id: uuid.UUID,
+    created_at: datetime,
+    *battery_command: Any,
+    status: CommandStatus = CommandStatus.OK,
+    device_status_reason: str | None = None,
+    updated_at: datetime | None = None,
+) -> str:
+    """`command_service.command_payload` of a command of this shape, ids left open."""
+    starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = (
+        battery_command
+    )
     placeholder = Command(
         id=_ID,
-        event_id=event.id,
+        event_id=event_id,
         device_id=_NAME,
         starts_at=starts_at,
         ends_at=ends_at,
@@ -293,10 +336,11 @@ def _command_template(event: Event, shape: tuple[Any, ...], now: datetime) -> st
         setpoint_w=setpoint_w,
         enable_grid_import=grid,
         backup_reserve_percentage=reserve,
-        status=CommandStatus.OK,
+        status=status,
         device_status=DeviceStatus.PENDING,
-        created_at=now,
-        updated_at=now,
+        device_status_reason=device_status_reason,
+        created_at=created_at,
+        updated_at=updated_at or created_at,
     )
     return _template(command_service.command_payload(placeholder), _ID_TOKEN, _NAME_TOKEN)
 

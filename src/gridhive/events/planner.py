@@ -15,13 +15,13 @@ Decisions where the spec is silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from uuid import UUID
 
-from gridhive.events.planning.bulk import gc_paused, uuid4_stream
+from gridhive.events.planning.bulk import gc_paused, uuid7_stream
 from gridhive.events.planning.precharge import (
     Precharge,
     PrechargeDecider,
@@ -150,7 +150,7 @@ def _plan(
         event_id=event_id,
         actions=actions,
         rules=rules,
-        ids=uuid4_stream(),
+        ids=uuid7_stream(),
         now=now,
         reserves=[_reserve(action, rules) for action in actions],
         batteries=batteries,
@@ -333,7 +333,7 @@ def _command_devices(
     count = 0
     for position, device_index in enumerate(assignment.devices):
         device = context.batteries[device_index]
-        setpoint = None
+        setpoint = rating = capped = None
         if allocation is None:
             explanation = _explain(step, device)
         else:
@@ -347,9 +347,13 @@ def _command_devices(
             if capped:
                 capped_ratings.append(rating)
             explanation = _explain_share(step, device, allocation, setpoint, rating, capped)
+        note = None
         if precharge is not None:
-            _add_precharge(context, step, device, precharge, explanation)
-        context.commands.append(_action_command(context, step, device, setpoint, explanation))
+            note = _add_precharge(context, step, device, precharge, explanation)
+        # Everything the explanation was built from (see PlannedCommand.explanation_key).
+        key = (step.index, setpoint, rating, capped, device.is_online is False, note)
+        command = _action_command(context, step, device, setpoint, explanation, key)
+        context.commands.append(command)
         context.commanded[device_index] = 1
         count += 1
     return count, capped_ratings
@@ -405,8 +409,9 @@ def _action_command(
     device: DeviceState,
     setpoint: int | None,
     explanation: Explanation,
+    explanation_key: Hashable,
 ) -> PlannedCommand:
-    # Positional: keyword binding of 17 arguments cost three times the call itself, and this
+    # Positional: keyword binding of 18 arguments cost three times the call itself, and this
     # runs once per command. Fields in PlannedCommand's order.
     return PlannedCommand(
         next(context.ids),  # id
@@ -426,6 +431,7 @@ def _action_command(
         step.action.enable_grid_import,
         step.reserve,  # backup_reserve_percentage
         explanation,
+        explanation_key,
     )
 
 
@@ -435,25 +441,29 @@ def _add_precharge(
     device: DeviceState,
     totals: PrechargeTotals,
     explanation: Explanation,
-) -> None:
-    """Decide the pre-charge before a DISCHARGE and note the outcome on the discharge command."""
+) -> Hashable:
+    """Decide the pre-charge before a DISCHARGE and note the outcome on the discharge command.
+
+    Returns what the note depends on, for the discharge's explanation key.
+    """
     decider = step.precharge
     if decider is None:
         totals.outcomes["not_allowed"] += 1
         explanation["precharge"] = {"planned": False, "reason": _NOT_ALLOWED}
-        return
+        return _NOT_ALLOWED
     decision = decider.decide(device)
     for outcome in decision.outcomes:
         totals.outcomes[outcome] += 1
     precharge = decision.precharge
     if precharge is None:
         explanation["precharge"] = {"planned": False, "reason": decision.reason}
-        return
+        return decision.reason
     totals.planned += 1
     if totals.earliest_starts_at is None or precharge.starts_at < totals.earliest_starts_at:
         totals.earliest_starts_at = precharge.starts_at
     explanation["precharge"] = {"planned": True, "duration_s": precharge.duration_s}
     context.commands.append(_precharge_command(context, step, device, precharge))
+    return precharge.duration_s
 
 
 def _precharge_command(
@@ -481,6 +491,16 @@ def _precharge_command(
         True,  # enable_grid_import
         step.reserve,  # backup_reserve_percentage
         explanation,
+        # The decider gives devices alike in these the same pre-charge (and explanation).
+        (
+            "precharge",
+            step.index,
+            device.power_input_w,
+            device.capacity_wh,
+            device.state_of_charge_pct,
+            device.reserve_percentage,
+            device.is_online is False,
+        ),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.commands.models import Command, CommandStatus
+from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.devices.models import Device
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
 from gridhive.events.models import Event
@@ -190,6 +190,55 @@ async def overlapping_commands(
         for row in await session.execute(stmt)
         if row[1].int in wanted
     ]
+
+
+# A superseded command as its wire form needs it: id, device id, tenant, then its shape
+# (event id, created_at, starts_at, ends_at, duration_s, is_preparatory_action, mode,
+# power_mode, setpoint_w, enable_grid_import, backup_reserve_percentage).
+CanceledCommand = tuple[Any, ...]
+
+
+async def cancel_commands_in_force(
+    session: AsyncSession, command_ids: Sequence[uuid.UUID], *, reason: str, now: datetime
+) -> list[CanceledCommand]:
+    """CANCELED (and PENDING for the OEM to acknowledge again) for those of `command_ids`
+    still in force; returns them. One UPDATE per chunk of ids, with RETURNING."""
+    canceled: list[CanceledCommand] = []
+    for start in range(0, len(command_ids), IN_CHUNK):
+        stmt = (
+            sa.update(Command)
+            .where(Command.id.in_(command_ids[start : start + IN_CHUNK]))
+            .where(Command.status == CommandStatus.OK)
+            .values(
+                status=CommandStatus.CANCELED,
+                status_reason=reason,
+                device_status=DeviceStatus.PENDING,
+                device_status_reason=reason,
+                acknowledged_at=None,
+                updated_at=now,
+            )
+            .returning(*_CANCELED_COLUMNS)
+        )
+        canceled += [tuple(row) for row in await session.execute(stmt)]
+    return canceled
+
+
+_CANCELED_COLUMNS = (
+    Command.id,
+    Command.device_id,
+    Command.tenant_id,
+    Command.event_id,
+    Command.created_at,
+    Command.starts_at,
+    Command.ends_at,
+    Command.duration_s,
+    Command.is_preparatory_action,
+    Command.mode,
+    Command.power_mode,
+    Command.setpoint_w,
+    Command.enable_grid_import,
+    Command.backup_reserve_percentage,
+)
 
 
 async def count_events(

@@ -385,7 +385,12 @@ async def event_sites(session: AsyncSession, event: Event) -> list[dict[str, obj
     energy_ws = sa.func.sum(sa.case((in_force, Command.setpoint_w * Command.duration_s), else_=0))
     rows = await session.execute(
         sa.select(SiteEvent.site_id, SiteEvent.is_participating, energy_ws)
-        .join(Command, Command.site_event_pk == SiteEvent.pk, isouter=True)
+        # The event named on both sides: commands are indexed by (event_id, site_event_pk).
+        .join(
+            Command,
+            sa.and_(Command.event_id == event.id, Command.site_event_pk == SiteEvent.pk),
+            isouter=True,
+        )
         .where(SiteEvent.event_id == event.id)
         .group_by(SiteEvent.pk, SiteEvent.site_id, SiteEvent.is_participating)
         .order_by(SiteEvent.site_id)

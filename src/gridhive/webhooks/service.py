@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.db.base import Base, UTCDateTime
+# The bulk plumbing lived here first; `as` re-exports keep older imports of it working.
+from gridhive.db.bulk import DriverValues as DriverValues
+from gridhive.db.bulk import insert_rows as insert_rows
+from gridhive.db.bulk import json_text as json_text
+from gridhive.db.bulk import uuid4_hex_stream as uuid4_hex_stream
+from gridhive.db.bulk import uuid7_hex_stream as uuid7_hex_stream
 from gridhive.kit.time import utc_now
 from gridhive.webhooks import repository
 from gridhive.webhooks.models import Channel, Delivery, DeliveryMode, OutboundMessage
@@ -70,7 +70,7 @@ async def emit_many(
         return
     refs: list[MessageRef] = []
     rows = _message_rows(session, event_type, object_type, messages, refs)
-    await insert_rows(session, OutboundMessage, _MESSAGE_COLUMNS, rows)
+    await insert_rows(session, OutboundMessage, MESSAGE_COLUMNS, rows)
     await fan_out(session, refs)
 
 
@@ -83,9 +83,14 @@ def _message_rows(
 ) -> Iterator[tuple[Any, ...]]:
     """Outbound message rows for `insert_rows`; each message's reference goes into `refs`."""
     created_at = DriverValues.of(session).datetime(utc_now())
-    tail = f'"object_type":{_JSON.encode(object_type)}}}'
+    tail = f'"object_type":{json_text(object_type)}}}'
     ids = uuid7_hex_stream()
-    encode = _JSON.encode
+    encode = json_text
+    # Thousands of messages in a row share their org and event: their hex is worked out once
+    # per run of the same object (`UUID.hex` is Python code, and 300,000 calls show).
+    last_org: uuid.UUID | None = None
+    last_event: uuid.UUID | None = None
+    org, event = "", None
     for org_id, subject_id, event_object, event_id, command_id in messages:
         if isinstance(event_object, str):
             # '{..."x":1}' -> '{..."x":1,"object_type":"..."}'; '{}' -> '{"object_type":"..."}'
@@ -98,7 +103,11 @@ def _message_rows(
                 payload = f"{head},{tail}"
         else:
             payload = encode({**event_object, "object_type": object_type})
-        message_id, org = next(ids), org_id.hex
+        if org_id is not last_org:
+            last_org, org = org_id, org_id.hex
+        if event_id is not last_event:
+            last_event, event = event_id, event_id and event_id.hex
+        message_id = next(ids)
         refs.append((message_id, org, event_type))
         yield (
             message_id,
@@ -107,7 +116,7 @@ def _message_rows(
             object_type,
             subject_id,
             payload,
-            event_id and event_id.hex,
+            event,
             command_id and command_id.hex,
             created_at,
         )
@@ -116,7 +125,7 @@ def _message_rows(
 _OPENERS = frozenset("{ \t\r\n")
 
 
-_MESSAGE_COLUMNS = (
+MESSAGE_COLUMNS = (
     "id",
     "org_id",
     "event_type",
@@ -130,127 +139,6 @@ _MESSAGE_COLUMNS = (
 
 # (org_id, subject_id, event_object, event_id, command_id): the arguments of `emit`, as a row.
 MessageRow = tuple[uuid.UUID, str, dict[str, Any] | str, uuid.UUID | None, uuid.UUID | None]
-
-
-# Bulk rows -------------------------------------------------------------------------------------
-# Plumbing shared with events' planning (which imports it from here, the lowest domain that
-# writes in bulk); it has no webhook logic and would sit in `db/` as `db/bulk.py`.
-
-# Compact separators: the text is stored, not read by people, and smaller is faster to write.
-_JSON = json.JSONEncoder(separators=(",", ":"))
-json_text = _JSON.encode
-
-
-@dataclass(frozen=True, slots=True)
-class DriverValues:
-    """How a value must look for `insert_rows` on this session's database.
-
-    UUIDs are given as 32 hex digits (`UUID.hex`) on both databases: SQLite stores that text
-    (SQLAlchemy's `Uuid` does the same) and asyncpg's COPY parses it. JSON is given as text.
-    Datetimes go through SQLAlchemy's own conversion for `UTCDateTime`, so the stored form is
-    exactly what an ORM insert would store (naive UTC text on SQLite, aware on PostgreSQL).
-    """
-
-    datetime: Callable[[datetime], Any]
-
-    @classmethod
-    def of(cls, session: AsyncSession) -> DriverValues:
-        process = UTCDateTime().bind_processor(session.get_bind().dialect)
-        return cls(datetime=process or (lambda value: value))
-
-
-def uuid4_hex_stream(batch: int = 4096) -> Iterator[str]:
-    """Random version-4 UUIDs as 32 hex digits, about six times faster than `uuid4().hex`."""
-    while True:
-        data = bytearray(os.urandom(16 * batch))
-        for offset in range(0, 16 * batch, 16):
-            # RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 0b10 in byte 8.
-            data[offset + 6] = (data[offset + 6] & 0x0F) | 0x40
-            data[offset + 8] = (data[offset + 8] & 0x3F) | 0x80
-        text = data.hex()
-        for start in range(0, 32 * batch, 32):
-            yield text[start : start + 32]
-
-
-def uuid7_hex_stream() -> Iterator[str]:
-    """Time-ordered UUIDs (RFC 9562 version 7) as 32 hex digits, increasing along the stream.
-
-    The 48-bit millisecond timestamp is taken once and the 74 bits after it count up from a
-    random start (RFC 9562 §6.2, method 2). Rows inserted in bulk with increasing keys append
-    to their primary-key index instead of landing on random pages: a quarter less work for
-    SQLite over the 400,000 site events and messages of a 100,000-device event.
-    """
-    millis = time.time_ns() // 1_000_000
-    counter = int.from_bytes(os.urandom(10)) >> 7  # 73 random bits: room to count up
-    while True:
-        counter += 1
-        rand_a, rand_b = counter >> 62, counter & _LOW_62_BITS
-        yield "%032x" % (millis << 80 | _V7 | rand_a << 64 | _VARIANT | rand_b)
-
-
-_LOW_62_BITS = (1 << 62) - 1
-_V7 = 0x7 << 76
-_VARIANT = 0b10 << 62
-
-
-async def insert_rows(
-    session: AsyncSession,
-    model: type[Base],
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-) -> None:
-    """Insert `rows` into `model`'s table in the session's transaction, with no per-row work
-    in SQLAlchemy: values in `columns` order, shaped as `DriverValues` says.
-
-    PostgreSQL: one binary COPY on the session's own connection, so the rows commit or roll
-    back with everything else; a generator of rows streams, so the server inserts while the
-    rest is still being built. SQLite: one executemany of plain tuples on the driver.
-    """
-    if isinstance(rows, Sized) and not len(rows):
-        return
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    dialect = connection.dialect.name
-    table = model.__tablename__
-    if dialect == "postgresql":
-        if not driver.is_in_transaction():
-            # SQLAlchemy's asyncpg adapter begins lazily, on the first statement.
-            await connection.exec_driver_sql("SELECT 1")
-        await driver.copy_records_to_table(table, records=rows, columns=list(columns))
-    elif dialect == "sqlite":
-        # Built here, on the event loop's thread, not lazily on the driver's: SQLite's thread
-        # gains nothing from interleaving (one transaction, one writer) and the rows' Python
-        # work stays where profilers and tracebacks expect it.
-        rows = rows if isinstance(rows, list) else list(rows)
-        if len(rows) >= _SQLITE_BIG_WRITE_ROWS:
-            await _sqlite_hold_transaction_in_cache(driver)
-        names = ", ".join(columns)
-        marks = ", ".join("?" * len(columns))
-        cursor = await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
-        await cursor.close()
-    else:  # pragma: no cover - gridhive runs on SQLite and PostgreSQL only
-        raise NotImplementedError(f"bulk insert on {dialect}")
-
-
-# SQLite's default page cache is 2 MiB. A transaction writing hundreds of thousands of rows into
-# tables with random-UUID indexes then evicts (writes to the WAL) and re-reads the same index
-# pages over and over: at 100,000 batteries a third of the insert time. The cache limit is per
-# connection and memory is only taken as pages are used; connections are not pooled on SQLite
-# (NullPool), so the larger limit ends with the request.
-_SQLITE_BIG_WRITE_ROWS = 10_000
-_SQLITE_BIG_WRITE_CACHE_KIB = 512 * 1024
-
-
-async def _sqlite_hold_transaction_in_cache(driver: Any) -> None:
-    cursor = await driver.execute("PRAGMA cache_size")
-    row = await cursor.fetchone()
-    await cursor.close()
-    # Negative: KiB; positive: pages (of 4 KiB by default).
-    current_kib = -row[0] if row[0] < 0 else row[0] * 4
-    if current_kib < _SQLITE_BIG_WRITE_CACHE_KIB:
-        cursor = await driver.execute(f"PRAGMA cache_size = -{_SQLITE_BIG_WRITE_CACHE_KIB}")
-        await cursor.close()
 
 
 # Fan-out: messages -> deliveries ---------------------------------------------------------------
@@ -287,7 +175,8 @@ async def fan_out(session: AsyncSession, messages: Sequence[MessageRef]) -> int:
     """
     if not messages:
         return 0
-    orgs = {_hex(org) for _, org, _ in messages}
+    # Distinct first (a set of a few ids), then converted: one `_hex` call per org, not per row.
+    orgs = {_hex(org) for org in {org for _, org, _ in messages}}
     routes = await repository.routes_for(session, [uuid.UUID(org) for org in orgs])
     by_hex = {org_id.hex: route for org_id, route in routes.items()}
     if not any(r.mode is DeliveryMode.MQTT or r.endpoints for r in by_hex.values()):

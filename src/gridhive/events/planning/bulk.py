@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
 
+from gridhive.db.bulk import uuid7_int_stream
+
 # Version 4 in bits 76-79, RFC 4122 variant (0b10) in bits 62-63.
 _UUID4_KEEP = ~((0xF << 76) | (0x3 << 62))
 _UUID4_SET = (0x4 << 76) | (0x2 << 62)
@@ -44,3 +46,15 @@ def uuid4_stream(batch: int = 4096) -> Iterator[UUID]:
         for offset in range(0, 16 * batch, 16):
             value = int.from_bytes(data[offset : offset + 16])
             yield UUID(int=(value & _UUID4_KEEP) | _UUID4_SET)
+
+
+def uuid7_stream() -> Iterator[UUID]:
+    """Time-ordered (version 7) UUIDs, increasing along the stream: the planner's command ids.
+
+    Commands are stored in plan order, so increasing ids append to the primary-key index and
+    to the polling index (tenant, updated_at, id) instead of touching a random page of each
+    per row, as site events and outbox messages already did. A receiver may rely on nothing
+    but uniqueness, as with any UUID; the time in it is the plan's, which the command shows.
+    """
+    for value in uuid7_int_stream():
+        yield UUID(int=value)

@@ -46,6 +46,7 @@ def find_superseded(
             entry.superseded_by.append(command.id)
         if overlapping:
             command.explanation["supersedes"] = [str(old.command_id) for old in overlapping]
+            command.explanation_key = None  # no longer like the others of its key
     return list(found.values())
 
 
