@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,10 +37,34 @@ class WorkerSettings(BaseModel):
     concurrency: int = Field(default=64, ge=1)  # deliveries in flight per process
     lease_s: int = Field(default=60, ge=5)
     poll_interval_s: float = Field(default=1.0, gt=0)
-    # Deliveries in flight per endpoint. 1 keeps each endpoint's messages strictly in order.
-    endpoint_window: int = Field(default=1, ge=1, le=64)
+    # Webhook order: "subject" keeps each device's (or site's) messages in order and sends
+    # different devices' in parallel; "endpoint" sends an endpoint's messages one at a time,
+    # strictly in emission order (about one round trip per message per endpoint).
+    ordering: Literal["subject", "endpoint"] = "subject"
+    # Requests in flight per endpoint (all workers together), so that a burst of commands
+    # does not open more connections to a device maker than this.
+    endpoint_window: int = Field(default=64, ge=1, le=1024)
     retry_jitter: float = Field(default=0.1, ge=0, le=0.5)
     suspend_after_s: int = 24 * 3600
+
+
+class SchedulerSettings(BaseModel):
+    """The durable scheduler: timed webhooks, ack deadlines and periodic jobs."""
+
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # Longer than any handler runs (an event tick over 100,000 commands takes seconds): a job
+    # whose lease runs out is run again by another worker.
+    lease_s: int = Field(default=300, ge=5)
+    batch_size: int = Field(default=16, ge=1)  # jobs claimed at once by one scheduler
+    retry_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    # A command still PENDING this long after it was delivered is sent again (system.md §5).
+    ack_deadline_s: int = Field(default=900, ge=1)
+    max_resends: int = Field(default=3, ge=0)
+    ack_sweep_interval_s: int = Field(default=60, ge=1)
+    telemetry_publish_interval_s: int = Field(default=300, ge=1)
+    prune_interval_s: int = Field(default=86_400, ge=1)
+    # Finished scheduled jobs are kept this long (for inspection), then deleted by the prune.
+    job_retention_days: int = Field(default=7, ge=1)
 
 
 class TelemetrySettings(BaseModel):
@@ -69,6 +94,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     webhooks: WebhookSettings = WebhookSettings()
     worker: WorkerSettings = WorkerSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     mqtt: MqttSettings = MqttSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     # GRIDHIVE_WEBHOOK_ALLOW_PRIVATE, the spelling of the system description, sets the same.

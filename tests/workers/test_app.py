@@ -34,7 +34,7 @@ async def test_metrics_show_the_queue_and_the_endpoints(
     with frozen_time(start):
         await helpers.emit(committed, oem, ["a", "b", "c"])
     receiver.script = [500]
-    await make_worker().run_once()  # "a" fails: one failed, two pending behind it
+    await make_worker(ordering="endpoint").run_once()  # "a" fails: two pending behind it
 
     app = create_app(worker_settings(committed.url), engine=committed.engine)
     transport = httpx.ASGITransport(app=app)

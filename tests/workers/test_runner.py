@@ -10,11 +10,14 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from gridhive.db.session import unit_of_work
 from gridhive.kit.time import frozen_time
 from gridhive.queue.backoff import MAX_ATTEMPTS, RETRY_SCHEDULE
 from gridhive.webhooks import endpoints as endpoint_service
-from gridhive.webhooks.models import DeliveryState, EndpointStatus
+from gridhive.webhooks import service
+from gridhive.webhooks.models import DeliveryState, EndpointStatus, WebhookEndpoint
 from gridhive.workers.runner import DeliveryWorker
+from tests.factories import Tenant
 from tests.workers import helpers
 from tests.workers.conftest import CommittedDb, MakeWorker, Receiver, worker_settings
 
@@ -85,7 +88,7 @@ class TestRetries:
         with frozen_time(T0):
             await helpers.emit(committed, oem, SUBJECTS)
         receiver.script = [500, "timeout", 503]
-        worker = make_worker()
+        worker = make_worker(ordering="endpoint")
 
         assert await worker.drain(T0) == 1  # the first fails; the rest wait behind it
         assert await worker.drain(T0 + timedelta(seconds=4)) == 0
@@ -115,7 +118,7 @@ class TestRetries:
         with frozen_time(T0):
             await helpers.emit(committed, oem, ["first", "second"])
         receiver.default = 500
-        worker = make_worker()
+        worker = make_worker(ordering="endpoint")
 
         now = T0
         waits = []
@@ -160,10 +163,10 @@ class TestLeases:
         await helpers.add_endpoint(committed, oem)
         with frozen_time(T0):
             await helpers.emit(committed, oem, ["battery-1", "battery-2"])
-        crashed = make_worker()
+        crashed = make_worker(ordering="endpoint")
         [job] = await crashed.claim(T0)  # claimed, then the process died: nothing recorded
 
-        survivor = make_worker()
+        survivor = make_worker(ordering="endpoint")
         assert await survivor.drain(T0 + timedelta(seconds=59)) == 0  # still leased
         assert await survivor.drain(T0 + timedelta(seconds=61)) == 2
 
@@ -200,7 +203,7 @@ class TestEndpointChanges:
         with frozen_time(T0):
             await helpers.emit(committed, oem, ["a", "b"])
         receiver.script = [500]
-        worker = make_worker()
+        worker = make_worker(ordering="endpoint")
         assert await worker.drain(T0) == 1
         later = T0 + timedelta(seconds=1)  # before the 5 s retry
 
@@ -238,7 +241,7 @@ class TestSuspension:
         with frozen_time(T0):
             await helpers.emit(committed, oem, SUBJECTS)
         receiver.default = 500
-        worker = make_worker()
+        worker = make_worker(ordering="endpoint")
 
         now = T0
         for _ in range(100):
@@ -338,22 +341,130 @@ class TestConcurrency:
         assert peak == 8
         assert elapsed < 20 * 0.05
 
-    async def test_a_wider_window_sends_an_endpoints_messages_together_but_holds_on_failure(
+    async def test_an_endpoint_gets_at_most_its_window_in_flight(
         self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
     ) -> None:
         oem = await helpers.tenant(committed)
         await helpers.add_endpoint(committed, oem)
         with frozen_time(T0):
-            await helpers.emit(committed, oem, [f"m{i}" for i in range(6)])
-        receiver.script = [500]
+            await helpers.emit(committed, oem, [f"battery-{i}" for i in range(10)])
         worker = make_worker(endpoint_window=4)
 
-        assert await worker.run_once(T0) == 4  # m0..m3 in flight together
-        assert await worker.run_once(T0) == 0  # m0 failed: m4, m5 wait behind it
-        assert await worker.drain(T0 + timedelta(seconds=5)) == 3
+        assert [len(await worker.claim(T0)) for _ in range(2)] == [4, 0]  # 4 leased, in flight
+        assert await worker.drain(T0 + timedelta(minutes=2)) == 10  # leases ran out: again
+        assert len(receiver.delivered) == 10
 
-        assert sorted(subjects(receiver.delivered)) == [f"m{i}" for i in range(6)]
-        assert subjects(receiver.delivered)[-2:] == ["m4", "m5"]
+
+def lanes(received: list[object]) -> dict[str, list[str]]:
+    """Each subject's messages (their `seq` payload field) in the order they arrived."""
+    order: dict[str, list[str]] = {}
+    for r in received:
+        obj = r.json["event_object"]  # type: ignore[attr-defined]
+        order.setdefault(obj["device_id"], []).append(obj["id"])
+    return order
+
+
+async def emit_numbered(db: CommittedDb, owner: Tenant, devices: list[str]) -> None:
+    """One message per entry, in order, its id numbering the device's messages: `a#0`, ..."""
+    counts: dict[str, int] = {}
+    async with unit_of_work(db.sessionmaker) as session:
+        rows = []
+        for device in devices:
+            n = counts[device] = counts.get(device, -1) + 1
+            rows.append((owner.org.id, device, {"id": f"{device}#{n}", "device_id": device}))
+        await service.emit_many(
+            session,
+            event_type="command.created",
+            object_type="command",
+            messages=[(org, subject, body, None, None) for org, subject, body in rows],
+        )
+
+
+class TestSubjectOrdering:
+    """The default: a device's messages in order, different devices in parallel."""
+
+    async def test_each_device_gets_its_messages_in_order_and_devices_go_together(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        await helpers.add_endpoint(committed, oem)
+        with frozen_time(T0):
+            await emit_numbered(committed, oem, ["a", "b", "a", "c", "b", "a"])
+        worker = make_worker()
+
+        assert await worker.run_once(T0) == 3  # a#0, b#0, c#0: one per device
+        assert await worker.run_once(T0) == 2  # a#1, b#1
+        assert await worker.run_once(T0) == 1  # a#2
+        assert await worker.run_once(T0) == 0
+
+        assert lanes(receiver.delivered) == {
+            "a": ["a#0", "a#1", "a#2"],
+            "b": ["b#0", "b#1"],
+            "c": ["c#0"],
+        }
+
+    async def test_a_failed_message_holds_its_device_only(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        await helpers.add_endpoint(committed, oem)
+        with frozen_time(T0):
+            await emit_numbered(committed, oem, ["a", "b", "a", "b", "a"])
+        receiver.script = [500]  # a#0's first try
+        worker = make_worker()
+
+        assert await worker.drain(T0) == 3  # a#0 fails; b#0 and b#1 go; a#1, a#2 wait
+        assert lanes(receiver.delivered) == {"b": ["b#0", "b#1"]}
+        assert await worker.drain(T0 + timedelta(seconds=5)) == 3  # the retry, then the rest
+
+        assert lanes(receiver.delivered)["a"] == ["a#0", "a#1", "a#2"]
+        first = [r for r in receiver.requests if r.json["event_object"]["id"] == "a#0"]
+        assert len({r.webhook_id for r in first}) == 1
+        assert len(first) == 2
+
+    async def test_an_endpoint_that_is_down_gets_one_request_per_retry_step(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        endpoint = await helpers.add_endpoint(committed, oem)
+        devices = [f"battery-{i}" for i in range(20)]
+        with frozen_time(T0):
+            await helpers.emit(committed, oem, devices)
+        receiver.default = 500
+        worker = make_worker(endpoint_window=4)
+
+        assert await worker.drain(T0) == 4  # the first window finds it down
+        assert (await helpers.endpoint(committed, endpoint.id)).failing_since == T0
+        assert await worker.drain(T0 + timedelta(seconds=5)) == 1  # only the oldest is retried
+        assert await worker.drain(T0 + timedelta(seconds=35)) == 1
+        assert len(receiver.requests) == 6
+
+        receiver.default = 204
+        delivered = await worker.drain(T0 + timedelta(minutes=3))
+
+        assert delivered == 20
+        assert sorted(subjects(receiver.delivered)) == sorted(devices)
+        rows = await helpers.deliveries(committed)
+        assert {r.state for r in rows} == {DeliveryState.DELIVERED}
+        assert (await helpers.endpoint(committed, endpoint.id)).failing_since is None
+
+    async def test_a_suspended_endpoint_keeps_its_backlog_and_delivers_it_in_order(
+        self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
+    ) -> None:
+        oem = await helpers.tenant(committed)
+        endpoint = await helpers.add_endpoint(committed, oem)
+        await helpers.update_endpoint(committed, endpoint.id, status="disabled")
+        async with unit_of_work(committed.sessionmaker) as session:
+            loaded = await session.get_one(WebhookEndpoint, endpoint.id)
+            loaded.status = EndpointStatus.SUSPENDED  # as 24 h of failures leave it
+        await emit_numbered(committed, oem, ["a", "b", "a", "a", "b"])
+        worker = make_worker()
+        assert await worker.drain() == 0
+
+        await helpers.update_endpoint(committed, endpoint.id, status="enabled")
+        assert await worker.drain() == 5
+
+        assert lanes(receiver.delivered) == {"a": ["a#0", "a#1", "a#2"], "b": ["b#0", "b#1"]}
 
 
 class TestLoop:

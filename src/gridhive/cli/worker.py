@@ -1,4 +1,4 @@
-"""`gridhive worker`: the delivery loop on its own, for scale-out next to `serve --no-workers`."""
+"""`gridhive worker`: delivery loop and scheduler, for scale-out next to `serve --no-workers`."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def worker(
         int | None, typer.Option(help="Serve Prometheus metrics of this process on this port")
     ] = None,
 ) -> None:
-    """Deliver webhooks and MQTT messages until stopped (SIGINT/SIGTERM finish what is in
-    flight). Run as many as you like against one PostgreSQL database."""
+    """Deliver webhooks and MQTT messages and run scheduled jobs until stopped (SIGINT/SIGTERM
+    finish what is in flight). Run as many as you like against one PostgreSQL database."""
     from gridhive.workers.runner import DeliveryWorker
+    from gridhive.workers.scheduler import Scheduler
 
     settings = settings_for(database_url)
     if concurrency is not None:
@@ -42,13 +43,15 @@ def worker(
         try:
             if settings.run_migrations_on_start:
                 await upgrade_with_engine(engine)
-            delivery = DeliveryWorker(make_sessionmaker(engine), settings)
+            sessionmaker = make_sessionmaker(engine)
+            delivery = DeliveryWorker(sessionmaker, settings)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            scheduler = Scheduler(sessionmaker, settings)
             try:
-                await delivery.run(stop)
+                await asyncio.gather(delivery.run(stop), scheduler.run(stop))
             finally:
                 await delivery.aclose()
         finally:

@@ -6,13 +6,15 @@ session at all, so a slow receiver never holds a database lock or a pooled conne
 
 from __future__ import annotations
 
+import enum
 import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -26,21 +28,74 @@ from gridhive.queue import lease
 from gridhive.queue.backoff import retry_delay
 from gridhive.webhooks import repository
 from gridhive.webhooks.models import Channel, Delivery, DeliveryState
-from gridhive.webhooks.repository import JobRow
+from gridhive.webhooks.repository import AttemptRow, JobRow, LaneRow
 from gridhive.webhooks.schemas import envelope
+
+
+class Ordering(enum.StrEnum):
+    """What a webhook endpoint's messages are ordered by (`GRIDHIVE_WORKER__ORDERING`)."""
+
+    SUBJECT = "subject"  # per device or site: a subject's messages in emission order
+    ENDPOINT = "endpoint"  # the whole endpoint strictly serial, one request at a time
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimOptions:
     limit: int
-    window: int  # deliveries in flight per endpoint
+    window: int  # requests in flight per endpoint
     lease: timedelta
     worker: str
     channels: Collection[Channel] = (Channel.WEBHOOK, Channel.MQTT)
+    ordering: Ordering = Ordering.SUBJECT
+
+    @property
+    def lookahead(self) -> int:
+        # In flight rows sit at the front of the queue and a subject's later messages wait
+        # behind its first: read enough of the front to still fill the window.
+        return 4 * self.window if self.ordering is Ordering.SUBJECT else 1
+
+
+def pick(
+    front: Sequence[LaneRow],
+    *,
+    now: datetime,
+    window: int,
+    ordering: Ordering,
+    failing: bool,
+    limit: int | None = None,
+) -> list[uuid.UUID]:
+    """Which rows of an endpoint's queue front may go now.
+
+    A lane (a subject, or the whole endpoint) has at most one message in flight and sends
+    them in emission order: a row goes only when it is the first open row of its lane, so a
+    later message never overtakes an earlier one, even one waiting for its retry. At most
+    `window` rows of the endpoint are in flight, and at most `limit` are picked. While the
+    endpoint is failing only the front row is tried: one request per retry step, not one
+    per lane.
+    """
+    if not front:
+        return []
+    if failing:
+        return [front[0].id] if front[0].claimable(now) else []
+    free = window - sum(1 for row in front if row.in_flight(now))
+    if limit is not None:
+        free = min(free, limit)
+    picked: list[uuid.UUID] = []
+    seen: set[str | None] = set()
+    for row in front:
+        if len(picked) >= free:
+            break
+        lane = row.subject_id if ordering is Ordering.SUBJECT else None
+        if lane in seen:
+            continue
+        seen.add(lane)
+        if row.claimable(now):
+            picked.append(row.id)
+    return picked
 
 
 async def claim(session: AsyncSession, *, now: datetime, options: ClaimOptions) -> list[JobRow]:
-    """Lease up to `limit` due rows (webhook lane heads first, then MQTT) and load them."""
+    """Lease up to `limit` due rows (webhook lanes first, then MQTT) and load them."""
 
     async def take(candidates: sa.Select[uuid.UUID]) -> list[uuid.UUID]:
         return await lease.claim(
@@ -56,16 +111,34 @@ async def claim(session: AsyncSession, *, now: datetime, options: ClaimOptions) 
 
     ids: list[uuid.UUID] = []
     if Channel.WEBHOOK in options.channels:
-        heads = await repository.lane_heads(session, window=options.window)
-        if heads:
-            ids += await take(
-                repository.webhook_candidates(
-                    heads, now, limit=options.limit, window=options.window
-                )
-            )
+        picked = await _pick_webhooks(session, now=now, options=options)
+        if picked:
+            ids += await take(repository.claim_statement(picked, now))
     if Channel.MQTT in options.channels and len(ids) < options.limit:
         ids += await take(repository.mqtt_candidates(now, limit=options.limit - len(ids)))
     return await repository.load_jobs(session, ids, now)
+
+
+async def _pick_webhooks(
+    session: AsyncSession, *, now: datetime, options: ClaimOptions
+) -> list[uuid.UUID]:
+    endpoints = await repository.enabled_endpoints(session)
+    # A different endpoint goes first each time, so a deep backlog cannot starve the others.
+    random.shuffle(endpoints)
+    picked: list[uuid.UUID] = []
+    for endpoint_id, failing in endpoints:
+        if len(picked) >= options.limit:
+            break
+        front = await repository.queue_front(session, endpoint_id, lookahead=options.lookahead)
+        picked += pick(
+            front,
+            now=now,
+            window=options.window,
+            ordering=options.ordering,
+            failing=failing,
+            limit=options.limit - len(picked),
+        )
+    return picked
 
 
 # Deliver -------------------------------------------------------------------------------------
@@ -159,38 +232,117 @@ async def record(
     worker: str,
     policy: RetryPolicy,
 ) -> Recorded:
-    """Log the attempt; delivered, or failed with the next try scheduled, or dead."""
-    attempt = job.attempts + 1
-    common = {"last_status": outcome.status_code, "last_error": outcome.error}
-    if outcome.ok:
-        state = DeliveryState.DELIVERED
-        values = {"state": state, "delivered_at": now, **common}
-    else:
-        delay = retry_delay(attempt, jitter=policy.jitter, rng=policy.rng)
-        state = DeliveryState.DEAD if delay is None else DeliveryState.FAILED
-        values = {"state": state, "due_at": now + (delay or timedelta(0)), **common}
-    owned = await repository.finish_attempt(
-        session, delivery_id=job.delivery_id, worker=worker, values=values
-    )
-    # The attempt happened either way; log it unless the row is gone (endpoint deleted).
-    if owned or await repository.delivery_exists(session, job.delivery_id):
-        await repository.add_attempt(
-            session,
-            delivery_id=job.delivery_id,
-            attempt=attempt,
-            started_at=outcome.started_at,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            latency_ms=outcome.latency_ms,
+    """Log one attempt; delivered, or failed with the next try scheduled, or dead."""
+    [recorded] = await record_many(session, [(job, outcome)], now=now, worker=worker, policy=policy)
+    return recorded
+
+
+async def record_many(
+    session: AsyncSession,
+    results: Sequence[tuple[JobRow, Outcome]],
+    *,
+    now: datetime,
+    worker: str,
+    policy: RetryPolicy,
+) -> list[Recorded]:
+    """Log a batch of attempts in one transaction, in the order they finished.
+
+    Successes share their values, so they are applied with one UPDATE per status code;
+    each failure has its own retry time. A row whose lease this worker lost is left as the
+    other worker recorded it (its attempt is still logged, unless the row is gone).
+    """
+    states: dict[uuid.UUID, DeliveryState] = {}
+    owned: set[uuid.UUID] = set()
+    successes: dict[int | None, list[uuid.UUID]] = {}
+    for job, outcome in results:
+        if outcome.ok:
+            successes.setdefault(outcome.status_code, []).append(job.delivery_id)
+            states[job.delivery_id] = DeliveryState.DELIVERED
+            continue
+        state, values = _failure(job, outcome, now=now, policy=policy)
+        states[job.delivery_id] = state
+        owned |= await repository.finish_attempts(
+            session, [job.delivery_id], worker=worker, values=values
         )
-    if not owned:
-        return Recorded(None)
-    if job.endpoint_id is None:
-        return Recorded(state)
-    if outcome.ok:
-        await repository.mark_endpoint_healthy(session, job.endpoint_id)
-        return Recorded(state)
-    suspended = await repository.mark_endpoint_failing(
-        session, job.endpoint_id, now=now, suspend_after=policy.suspend_after
+    for status_code, ids in successes.items():
+        values = {
+            "state": DeliveryState.DELIVERED,
+            "delivered_at": now,
+            "last_status": status_code,
+            "last_error": None,
+        }
+        owned |= await repository.finish_attempts(session, ids, worker=worker, values=values)
+    await _log_attempts(session, results, owned)
+    suspended = await _endpoint_health(session, results, now=now, policy=policy)
+    return [
+        Recorded(
+            states[job.delivery_id] if job.delivery_id in owned else None,
+            suspended=job.delivery_id in suspended,
+        )
+        for job, _ in results
+    ]
+
+
+def _failure(
+    job: JobRow, outcome: Outcome, *, now: datetime, policy: RetryPolicy
+) -> tuple[DeliveryState, dict[str, Any]]:
+    delay = retry_delay(job.attempts + 1, jitter=policy.jitter, rng=policy.rng)
+    state = DeliveryState.DEAD if delay is None else DeliveryState.FAILED
+    values = {
+        "state": state,
+        "due_at": now + (delay or timedelta(0)),
+        "last_status": outcome.status_code,
+        "last_error": outcome.error,
+    }
+    return state, values
+
+
+async def _log_attempts(
+    session: AsyncSession,
+    results: Sequence[tuple[JobRow, Outcome]],
+    owned: set[uuid.UUID],
+) -> None:
+    # The attempt happened either way; log it unless the row is gone (endpoint deleted).
+    lost = {job.delivery_id for job, _ in results} - owned
+    kept = owned | await repository.existing_deliveries(session, lost)
+    await repository.add_attempts(
+        session,
+        [
+            AttemptRow(
+                delivery_id=job.delivery_id,
+                attempt=job.attempts + 1,
+                started_at=outcome.started_at,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                latency_ms=outcome.latency_ms,
+            )
+            for job, outcome in results
+            if job.delivery_id in kept
+        ],
     )
-    return Recorded(state, suspended=suspended)
+
+
+async def _endpoint_health(
+    session: AsyncSession,
+    results: Sequence[tuple[JobRow, Outcome]],
+    *,
+    now: datetime,
+    policy: RetryPolicy,
+) -> set[uuid.UUID]:
+    """Each endpoint's last outcome in the batch decides: healthy, or (still) failing.
+
+    Returns the deliveries whose failure suspended their endpoint.
+    """
+    last: dict[uuid.UUID, tuple[JobRow, Outcome]] = {}
+    for job, outcome in results:
+        if job.endpoint_id is not None:
+            last[job.endpoint_id] = (job, outcome)
+    suspended: set[uuid.UUID] = set()
+    for endpoint_id, (job, outcome) in last.items():
+        if outcome.ok:
+            await repository.mark_endpoint_healthy(session, endpoint_id)
+        elif await repository.mark_endpoint_failing(
+            session, endpoint_id, now=now, suspend_after=policy.suspend_after
+        ):
+            suspended.add(job.delivery_id)
+    return suspended

@@ -23,8 +23,8 @@ from gridhive.kit.time import utc_now
 
 class OutboundMessage(UUIDPrimaryKey, Base):
     __tablename__ = "outbound_messages"
+    # Messages are read through their deliveries or by their event, never by org and time.
     __table_args__ = (
-        sa.Index("ix_outbound_messages_org_created", "org_id", "created_at"),
         # An event's messages (its own and its commands'), for its timeline and ack deadlines.
         sa.Index(
             "ix_outbound_messages_event",
@@ -139,11 +139,15 @@ class Delivery(Base):
         sa.Index("ix_deliveries_endpoint_seq", "endpoint_id", "seq"),
         # The next sequence number is max(seq) + 1.
         sa.Index("ix_deliveries_seq", "seq"),
+        # A message's deliveries, latest first (ack deadlines, timelines). With `seq` in the
+        # index, "the latest delivery of this message" is one index probe; with message_id
+        # alone PostgreSQL preferred walking ix_deliveries_seq backwards for every message.
+        sa.Index("ix_deliveries_message_seq", "message_id", "seq"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     message_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("outbound_messages.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("outbound_messages.id", ondelete="CASCADE")
     )
     # None for MQTT: the topic follows from the message.
     endpoint_id: Mapped[uuid.UUID | None] = mapped_column(

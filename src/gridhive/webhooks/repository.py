@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 import sqlalchemy.orm
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from gridhive.db.bulk import DriverValues, insert_rows, uuid4_hex_stream
 from gridhive.kit.pagination import Page
 from gridhive.webhooks.models import (
     OPEN_STATES,
@@ -95,56 +95,69 @@ def claimable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-async def lane_heads(session: AsyncSession, *, window: int) -> list[uuid.UUID]:
-    """The first `window` open rows of each enabled endpoint's lane, in lane order.
+@dataclass(frozen=True, slots=True)
+class LaneRow:
+    """One open row at the front of an endpoint's queue, with what the claim decides on."""
 
-    One pass over the enabled endpoints with `window` index seeks each into the partial lane
-    index: its cost does not grow with the backlog or the history. (A join of endpoints and
-    deliveries leaves SQLite free to walk the whole delivery index instead; this cannot.)
-    """
-    lane = aliased(Delivery)
-    columns = [
-        sa.select(lane.id)
-        .where(lane.endpoint_id == WebhookEndpoint.id, is_open(lane.state))
-        .order_by(lane.seq, lane.id)
-        .offset(sa.literal_column(str(i)))
-        .limit(sa.literal_column("1"))
-        .correlate(WebhookEndpoint)
-        .scalar_subquery()
-        for i in range(window)
-    ]
+    id: uuid.UUID
+    state: DeliveryState
+    attempts: int
+    due_at: datetime
+    lease_until: datetime | None
+    subject_id: str
+
+    def claimable(self, now: datetime) -> bool:
+        """The Python twin of `claimable(now)` for a row already read."""
+        if self.due_at > now:
+            return False
+        if self.state is DeliveryState.DELIVERING:
+            return self.lease_until is not None and self.lease_until < now
+        return True
+
+    def in_flight(self, now: datetime) -> bool:
+        """Leased by a live worker (or delivered and not yet recorded)."""
+        return not self.claimable(now) and self.state is DeliveryState.DELIVERING
+
+
+async def enabled_endpoints(session: AsyncSession) -> list[tuple[uuid.UUID, bool]]:
+    """Every enabled endpoint, and whether it is in a failing run."""
     rows = await session.execute(
-        sa.select(*columns).where(WebhookEndpoint.status == EndpointStatus.ENABLED)
-    )
-    return [head for row in rows for head in row if head is not None]
-
-
-def webhook_candidates(
-    heads: Sequence[uuid.UUID], now: datetime, *, limit: int, window: int
-) -> sa.Select[uuid.UUID]:
-    """Of the lanes' heads, those claimable now, longest waiting first.
-
-    Only a lane's first `window` rows may be in flight, and none behind a row that has
-    already failed (hold the line): a later message never overtakes an earlier one that is
-    waiting for its retry.
-    """
-    statement = (
-        sa.select(Delivery.id)
-        .where(Delivery.id.in_(list(heads)), claimable(now))
-        .order_by(Delivery.due_at, Delivery.seq, Delivery.id)
-        .limit(limit)
-    )
-    if window > 1:
-        earlier = aliased(Delivery)
-        statement = statement.where(
-            ~sa.exists().where(
-                earlier.endpoint_id == Delivery.endpoint_id,
-                is_open(earlier.state),
-                earlier.seq < Delivery.seq,
-                earlier.attempts > 0,
-            )
+        sa.select(WebhookEndpoint.id, WebhookEndpoint.failing_since.is_not(None)).where(
+            WebhookEndpoint.status == EndpointStatus.ENABLED
         )
-    return statement
+    )
+    return [(endpoint_id, bool(failing)) for endpoint_id, failing in rows]
+
+
+async def queue_front(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, lookahead: int
+) -> list[LaneRow]:
+    """The first `lookahead` open rows of an endpoint, in emission order, with their subjects.
+
+    An index range scan of the partial lane index: its cost does not grow with the backlog or
+    the delivered history.
+    """
+    rows = await session.execute(
+        sa.select(
+            Delivery.id,
+            Delivery.state,
+            Delivery.attempts,
+            Delivery.due_at,
+            Delivery.lease_until,
+            OutboundMessage.subject_id,
+        )
+        .join(OutboundMessage, OutboundMessage.id == Delivery.message_id)
+        .where(Delivery.endpoint_id == endpoint_id, is_open(Delivery.state))
+        .order_by(Delivery.seq, Delivery.id)
+        .limit(lookahead)
+    )
+    return [LaneRow(*row) for row in rows]
+
+
+def claim_statement(ids: Sequence[uuid.UUID], now: datetime) -> sa.Select[uuid.UUID]:
+    """The rows picked from the queue fronts, if still claimable (another worker may have
+    taken them since they were read)."""
+    return sa.select(Delivery.id).where(Delivery.id.in_(list(ids)), claimable(now))
 
 
 def mqtt_candidates(now: datetime, *, limit: int) -> sa.Select[uuid.UUID]:
@@ -222,53 +235,84 @@ async def load_jobs(session: AsyncSession, ids: Sequence[uuid.UUID], now: dateti
 # Record --------------------------------------------------------------------------------------
 
 
-async def add_attempt(
-    session: AsyncSession,
-    *,
-    delivery_id: uuid.UUID,
-    attempt: int,
-    started_at: datetime,
-    status_code: int | None,
-    error: str | None,
-    latency_ms: int,
-) -> None:
-    session.add(
-        DeliveryAttempt(
-            delivery_id=delivery_id,
-            attempt=attempt,
-            started_at=started_at,
-            status_code=status_code,
-            error=error[:500] if error else None,
-            latency_ms=latency_ms,
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One attempt as the delivery log keeps it."""
+
+    delivery_id: uuid.UUID
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+
+
+_ATTEMPT_COLUMNS = (
+    "id",
+    "delivery_id",
+    "attempt",
+    "started_at",
+    "status_code",
+    "error",
+    "latency_ms",
+)
+
+
+async def add_attempts(session: AsyncSession, attempts: Sequence[AttemptRow]) -> None:
+    """Append attempts to the log in one bulk statement."""
+    if not attempts:
+        return
+    values = DriverValues.of(session)
+    ids = uuid4_hex_stream(batch=max(len(attempts), 1))
+    rows = [
+        (
+            next(ids),
+            a.delivery_id.hex,
+            a.attempt,
+            values.datetime(a.started_at),
+            a.status_code,
+            a.error[:500] if a.error else None,
+            a.latency_ms,
         )
-    )
-    await session.flush()
+        for a in attempts
+    ]
+    await insert_rows(session, DeliveryAttempt, _ATTEMPT_COLUMNS, rows)
 
 
-async def delivery_exists(session: AsyncSession, delivery_id: uuid.UUID) -> bool:
-    found = await session.scalar(sa.select(Delivery.id).where(Delivery.id == delivery_id))
-    return found is not None
+async def existing_deliveries(
+    session: AsyncSession, delivery_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    if not delivery_ids:
+        return set()
+    found = await session.scalars(sa.select(Delivery.id).where(Delivery.id.in_(list(delivery_ids))))
+    return set(found)
 
 
-async def finish_attempt(
+async def finish_attempts(
     session: AsyncSession,
+    delivery_ids: Collection[uuid.UUID],
     *,
-    delivery_id: uuid.UUID,
     worker: str,
     values: dict[str, Any],
-) -> bool:
-    """Apply the outcome if this worker still holds the lease; False if it lost it."""
-    result = await session.execute(
+) -> set[uuid.UUID]:
+    """Apply one outcome to the rows this worker still holds; return those it held.
+
+    One statement for any number of rows: a batch of successes shares its values.
+    """
+    if not delivery_ids:
+        return set()
+    result = await session.scalars(
         sa.update(Delivery)
         .where(
-            Delivery.id == delivery_id,
+            Delivery.id.in_(list(delivery_ids)),
             Delivery.state == DeliveryState.DELIVERING,
             Delivery.leased_by == worker,
         )
         .values(lease_until=None, leased_by=None, attempts=Delivery.attempts + 1, **values)
+        .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return set(result)
 
 
 async def mark_endpoint_healthy(session: AsyncSession, endpoint_id: uuid.UUID) -> None:

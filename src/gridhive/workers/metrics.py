@@ -16,6 +16,7 @@ from starlette.responses import Response
 from gridhive.db.engine import READ_ONLY_OPTION
 from gridhive.db.session import unit_of_work
 from gridhive.kit.time import utc_now
+from gridhive.queue import schedule as queue_schedule
 from gridhive.webhooks import repository
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,16 @@ QUEUE_OLDEST_AGE = Gauge(
     "How long the oldest due delivery has been waiting (0 when none)",
 )
 ENDPOINTS = Gauge("gridhive_webhook_endpoints", "Webhook endpoints by status", ["status"])
+SCHEDULED_JOBS_RUN = Counter(
+    "gridhive_scheduled_jobs_run",
+    "Scheduled jobs run by this process, by kind and resulting state (done, pending, dead)",
+    ["kind", "state"],
+)
+SCHEDULED_DUE = Gauge("gridhive_scheduled_jobs_due", "Scheduled jobs due now and not yet done")
+SCHEDULED_OLDEST_AGE = Gauge(
+    "gridhive_scheduled_jobs_oldest_due_age_seconds",
+    "How long the oldest due scheduled job has been waiting (0 when none)",
+)
 DB_UP = Gauge("gridhive_metrics_database_up", "1 if the queue gauges could be read")
 
 
@@ -73,6 +84,9 @@ async def _read_queue(session: AsyncSession) -> None:
         ENDPOINTS.labels(status).set(0)
     for status, count in stats.endpoints:
         ENDPOINTS.labels(status).set(count)
+    due, oldest_job = await queue_schedule.due_stats(session, now)
+    SCHEDULED_DUE.set(due)
+    SCHEDULED_OLDEST_AGE.set(max((now - oldest_job).total_seconds(), 0.0) if oldest_job else 0.0)
 
 
 async def render(sessionmaker: async_sessionmaker[AsyncSession]) -> Response:
