@@ -9,6 +9,8 @@ from gridhive.auth.router import oauth_router
 from gridhive.commands.router import mobile_router as commands_mobile_router
 from gridhive.commands.router import router as commands_router
 from gridhive.commands.router import utility_router as commands_utility_router
+from gridhive.device_settings.router import cloud_router as device_settings_cloud_router
+from gridhive.device_settings.router import mobile_router as device_settings_mobile_router
 from gridhive.devices.router import router as devices_router
 from gridhive.enrollments.router import cloud_router as enrollments_cloud_router
 from gridhive.enrollments.router import mobile_router as enrollments_mobile_router
@@ -31,6 +33,8 @@ router.include_router(programs_admin_router)
 router.include_router(sites_cloud_router)
 router.include_router(sites_mobile_router)
 router.include_router(devices_router)
+router.include_router(device_settings_mobile_router)
+router.include_router(device_settings_cloud_router)
 router.include_router(commands_router)
 router.include_router(commands_mobile_router)
 router.include_router(commands_utility_router)
