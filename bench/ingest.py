@@ -68,6 +68,11 @@ class Result:
     plain_per_s: float
     api_per_s: float
     failed: int
+    api_cpu_s: float  # CPU time of the API process(es) over the timed batches
+
+    @property
+    def api_cpu_ms_per_batch(self) -> float:
+        return self.api_cpu_s * 1000 / (self.items / BATCH)
 
     @property
     def ratio(self) -> float:
@@ -253,22 +258,34 @@ async def bench_database(url: str, clients: int, count: int, servers: int) -> Re
         async with engine.begin() as connection:
             await connection.execute(sa.delete(TelemetryInterval))
         bodies = [[api_body(b) for b in w] for w in work]
-        api_s, failed = await _through_servers(url, fleet.key, bodies, servers)
+        api_s, failed, api_cpu_s = await _through_servers(url, fleet.key, bodies, servers)
     finally:
         await engine.dispose()
     items = clients * count * BATCH
-    return Result(database, items, items / plain_s, items / api_s, failed)
+    return Result(database, items, items / plain_s, items / api_s, failed, api_cpu_s)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _through_servers(
     url: str, key: str, bodies: list[list[bytes]], count: int
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     ports = [free_port() for _ in range(count)]
     servers = [await start_server(url, port) for port in ports]
     try:
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         await run_api(bases, key, [b[:1] for b in bodies])  # warm-up, not timed
-        return await run_api(bases, key, [b[1:] for b in bodies])
+        before = sum(cpu_seconds(server.pid) for server in servers)
+        seconds, failed = await run_api(bases, key, [b[1:] for b in bodies])
+        used = sum(cpu_seconds(server.pid) for server in servers) - before
+        return seconds, failed, used
     finally:
         for server in servers:
             server.terminate()
@@ -296,13 +313,14 @@ def table(results: list[Result], clients: int, servers: int) -> str:
         f"Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.machine()}",
         "",
-        "| Database | Items | Plain INSERT items/s | API items/s | API / plain | FAILED |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Database | Items | Plain INSERT items/s | API items/s | API / plain | FAILED "
+        "| API CPU ms/batch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.database} | {r.items:,} | {r.plain_per_s:,.0f} | {r.api_per_s:,.0f} "
-            f"| {r.ratio:.2f} | {r.failed} |"
+            f"| {r.ratio:.2f} | {r.failed} | {r.api_cpu_ms_per_batch:.1f} |"
         )
     return "\n".join(lines)
 

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.devices.models import Device
 from gridhive.kit.time import isoformat_z, utc_now
+from gridhive.telemetry import repository
 from gridhive.telemetry.models import TelemetryInterval
+from gridhive.telemetry.schemas import TelemetryItemIn
 from tests.factories import Tenant, create_device, create_site
 from tests.telemetry.conftest import Fleet, answers, item, offline_item, post_battery
 
@@ -345,3 +347,10 @@ class TestBatchLimits:
         assert again.json() == first.json()
         assert again.headers.get("Idempotent-Replayed") == "true"
         assert len(await stored(session)) == 1
+
+
+def test_an_items_fields_are_the_stored_columns() -> None:
+    """Ingest stores a copy of the validated item's fields as the row: a field added to one and
+    not the other would be lost or break the insert."""
+    columns = set(repository.INTERVAL_COLUMNS) - {"device_pk"}
+    assert set(TelemetryItemIn.model_fields) - {"device_id"} == columns

@@ -39,6 +39,17 @@ class TestPrune:
         assert await starts(session) == [cutoff, cutoff + timedelta(minutes=5)]
         assert await service.prune(session, NOW, settings) == 0
 
+    async def test_a_step_deletes_one_batch_and_reruns_until_zero(
+        self, session: AsyncSession, fleet: Fleet
+    ) -> None:
+        cutoff = NOW - timedelta(days=400)
+        await store_energy(session, fleet.devices["b-1"], cutoff - timedelta(minutes=25), 7)
+        settings = TelemetrySettings(retention_days=400, prune_batch_size=2)
+        # 5 rows before the cutoff: the scheduled job sees 2, 2, 1, then 0 and stops.
+        steps = [await service.prune_step(session, now=NOW, settings=settings) for _ in range(4)]
+        assert steps == [2, 2, 1, 0]
+        assert await starts(session) == [cutoff, cutoff + timedelta(minutes=5)]
+
     def test_retention_comes_from_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("GRIDHIVE_TELEMETRY__RETENTION_DAYS", "30")
         assert Settings().telemetry.retention_days == 30

@@ -77,3 +77,16 @@ class TelemetryCounter(Base):
     home_lifetime_energy_wh: Mapped[float | None]
     grid_lifetime_import_wh: Mapped[float | None]
     grid_lifetime_export_wh: Mapped[float | None]
+
+
+class TelemetryPublication(Base):
+    """A `telemetry.published` message sent for a program's window: the key that makes the
+    periodic job idempotent (a second run for the same window finds the row and sends nothing)."""
+
+    __tablename__ = "telemetry_publications"
+
+    program_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True
+    )
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    published_at: Mapped[datetime]

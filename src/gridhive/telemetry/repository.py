@@ -55,10 +55,12 @@ async def devices_by_ids(
     Live devices first, through the partial unique index on live (tenant, id); only ids not
     found there are looked up again among deleted devices (a rare path: only to say why).
     """
+    dialect = _dialect(session)
+    if dialect == "postgresql":
+        return await _pg_devices_by_ids(session, tenant_id, device_ids)
     found: dict[str, IngestDevice] = {}
     # Core columns, not ORM attributes: no ORM loading machinery for 1,000 rows.
     c = devices.c
-    dialect = _dialect(session)
     live = sa.select(c.id, c.pk, c.type).where(
         c.tenant_id == tenant_id, _among(c.id, device_ids, dialect), c.deleted_at.is_(None)
     )
@@ -71,6 +73,42 @@ async def devices_by_ids(
         )
         for device_id, pk, device_type in await session.execute(deleted):
             found[device_id] = IngestDevice(pk, device_type, deleted=True)
+    return found
+
+
+# Live devices first (the partial unique index on live (tenant, id) answers with an index
+# condition), then, for ids not found live, their deleted namesakes: a rare path, only to say why.
+_PG_LIVE_DEVICES = """
+SELECT id, pk, type FROM devices
+WHERE tenant_id = $1 AND id = ANY($2::varchar[]) AND deleted_at IS NULL
+"""
+_PG_DELETED_DEVICES = """
+SELECT id, pk, type FROM devices WHERE tenant_id = $1 AND id = ANY($2::varchar[])
+"""
+
+
+# A dict lookup: calling the enum class per row costs more than the query's execution.
+_DEVICE_TYPES = {member.value: member for member in DeviceType}
+
+
+async def _pg_devices_by_ids(
+    session: AsyncSession, tenant_id: uuid.UUID, device_ids: set[str]
+) -> dict[str, IngestDevice]:
+    """`devices_by_ids` straight on asyncpg: through SQLAlchemy, fetching and typing 1,000
+    result rows cost more Python than the query cost PostgreSQL."""
+    driver = await _driver(session)
+    found = {
+        device_id: IngestDevice(pk, _DEVICE_TYPES[device_type], deleted=False)
+        for device_id, pk, device_type in await driver.fetch(
+            _PG_LIVE_DEVICES, tenant_id, list(device_ids)
+        )
+    }
+    missing = device_ids - found.keys()
+    if missing:
+        for device_id, pk, device_type in await driver.fetch(
+            _PG_DELETED_DEVICES, tenant_id, list(missing)
+        ):
+            found[device_id] = IngestDevice(pk, _DEVICE_TYPES[device_type], deleted=True)
     return found
 
 
@@ -110,10 +148,13 @@ async def upsert_intervals(session: AsyncSession, rows: Sequence[dict[str, Any]]
     """
     if not rows:
         return
-    ordered = sorted(rows, key=lambda r: (r["device_pk"], r["start_time"]))
+    # By the UUID's int: the same order as UUID's own comparison (and PostgreSQL's), without
+    # a Python-level __lt__ call per comparison.
+    ordered = sorted(rows, key=lambda r: (r["device_pk"].int, r["start_time"]))
     if _dialect(session) == "postgresql":
-        arrays = {c: [r[c] for r in ordered] for c in INTERVAL_COLUMNS}
-        arrays["oem_raw_data"] = [None if v is None else _json(v) for v in arrays["oem_raw_data"]]
+        arrays: dict[str, Any] = {c: [r[c] for r in ordered] for c in INTERVAL_COLUMNS}
+        # One JSON array for the batch: one call of the C encoder instead of 1,000.
+        arrays["oem_raw_data"] = _json(arrays["oem_raw_data"])
         await session.execute(_PG_UPSERT_INTERVALS, arrays)
     else:
         await session.execute(_upsert("sqlite", intervals), ordered)
@@ -126,8 +167,11 @@ def _unnest(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     """`unnest(CAST($n AS <type>[]))`. The parameter itself is untyped, so SQLAlchemy hands
     the list to asyncpg untouched (a typed ARRAY would visit every element in Python)."""
     array = sa.bindparam(column.name, type_=NullType())
-    if isinstance(column.type, sa.JSON):  # sent as text: asyncpg has no json[] codec
-        return sa.cast(sa.func.unnest(sa.cast(array, ARRAY(sa.Text()))), sa.JSON)
+    if isinstance(column.type, sa.JSON):
+        # Sent as the text of one JSON array (asyncpg has no json[] codec), unpacked in step
+        # with the other columns' `unnest`; a JSON null element is SQL NULL, as before.
+        elements = sa.func.json_array_elements(sa.cast(array, sa.JSON))
+        return sa.cast(sa.func.nullif(sa.cast(elements, sa.Text), "null"), sa.JSON)
     item_type = sa.DateTime(timezone=True) if column.name == "start_time" else column.type
     return sa.func.unnest(sa.cast(array, ARRAY(item_type)))
 
@@ -175,32 +219,53 @@ _LATEST_STATE = (
 
 
 async def update_latest_state(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows `{b_pk, b_soc, b_online, b_seen}`, one per device, as one executemany UPDATE.
+    """Rows `{b_pk, b_soc, b_online, b_seen}`, one per device.
 
-    In primary-key order, so that two batches touching the same devices lock them in the same
-    order and cannot deadlock. On PostgreSQL the executemany goes to asyncpg directly: through
-    SQLAlchemy, building each row's parameters cost more than the database's work.
+    PostgreSQL: the batch's devices are locked in primary-key order first, so that two batches
+    touching the same devices cannot deadlock whatever join order the planner picks for the
+    update; then one `UPDATE ... FROM unnest(...)` writes them all (3 instead of 8-9 ms of
+    PostgreSQL CPU for 1,000 devices, against an executemany of 1,000 UPDATEs). SQLite, which
+    has one writer at a time, keeps an executemany.
     """
     if not rows:
         return
-    ordered = sorted(rows, key=lambda r: r["b_pk"])
+    ordered = sorted(rows, key=lambda r: r["b_pk"].int)
     if _dialect(session) != "postgresql":
         await session.execute(_LATEST_STATE, ordered)
         return
+    driver = await _driver(session)
+    pks = [r["b_pk"] for r in ordered]
+    await driver.execute(_PG_LOCK_DEVICES, pks)
+    await driver.execute(
+        _PG_LATEST_STATE,
+        pks,
+        [r["b_soc"] for r in ordered],
+        [r["b_online"] for r in ordered],
+        [r["b_seen"] for r in ordered],
+    )
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection of the session's transaction (begun if it was not yet)."""
     connection = await session.connection()
     driver: Any = (await connection.get_raw_connection()).driver_connection
     if not driver.is_in_transaction():
         # SQLAlchemy's asyncpg adapter begins lazily, on the first statement.
         await connection.exec_driver_sql("SELECT 1")
-    values = [(r["b_pk"], r["b_soc"], r["b_online"], r["b_seen"]) for r in ordered]
-    await driver.executemany(_PG_LATEST_STATE, values)
+    return driver
 
 
-# The same statement as `_LATEST_STATE`, in asyncpg's parameter style.
+_PG_LOCK_DEVICES = """
+SELECT 1 FROM devices WHERE pk = ANY($1::uuid[]) ORDER BY pk FOR NO KEY UPDATE
+"""
+# The same statement as `_LATEST_STATE`, in asyncpg's parameter style, over arrays.
 _PG_LATEST_STATE = """
-UPDATE devices
-SET state_of_charge_pct = COALESCE($2, state_of_charge_pct), is_online = $3, last_seen_at = $4
-WHERE pk = $1 AND (last_seen_at IS NULL OR last_seen_at <= $4)
+UPDATE devices AS d
+SET state_of_charge_pct = COALESCE(b.soc, d.state_of_charge_pct),
+    is_online = b.online,
+    last_seen_at = b.seen
+FROM unnest($1::uuid[], $2::float8[], $3::bool[], $4::timestamptz[]) AS b(pk, soc, online, seen)
+WHERE d.pk = b.pk AND (d.last_seen_at IS NULL OR d.last_seen_at <= b.seen)
 """
 
 

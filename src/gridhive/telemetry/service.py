@@ -40,6 +40,7 @@ from gridhive.telemetry.schemas import (
     TelemetryItemIn,
     TelemetryLatestQuery,
     TelemetryReadQuery,
+    ValidTelemetryBatch,
 )
 
 # A device that has not reported for this long is offline in reads and capacity.
@@ -136,23 +137,31 @@ async def _devices(
 
 # Interval telemetry ----------------------------------------------------------------------------
 
-_INTERVAL_FIELDS = tuple(c for c in repository.INTERVAL_COLUMNS if c != "device_pk")
-
 
 async def ingest_battery(
-    session: AsyncSession, principal: Principal, body: TelemetryBatchIn, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    body: TelemetryBatchIn | ValidTelemetryBatch,
+    now: datetime,
 ) -> list[dict[str, str]]:
     """Store each valid item of the batch; answer every item in request order."""
-    raw = body.raw_items()
-    _check_size(raw)
-    batch = _Batch(len(raw))
-    parsed = batch.parse(raw, _ITEM)
+    if isinstance(body, ValidTelemetryBatch):
+        _check_size(body.telemetry)
+        batch = _Batch(len(body.telemetry))
+        parsed = list(enumerate(body.telemetry))
+    else:
+        raw = body.raw_items()
+        _check_size(raw)
+        batch = _Batch(len(raw))
+        parsed = batch.parse(raw, _ITEM)
     devices = await _devices(session, principal.org_id, parsed)
     accepted = batch.resolve(parsed, devices, now + FUTURE_TOLERANCE, "start_time")
     rows: dict[tuple[uuid.UUID, datetime], tuple[int, dict[str, Any]]] = {}
     for index, item, device_pk in accepted:
-        values = item.__dict__  # the validated fields, without a model_dump copy per item
-        row = {"device_pk": device_pk, **{f: values[f] for f in _INTERVAL_FIELDS}}
+        # The validated fields are the interval's columns plus `device_id`: one C-level copy
+        # of the model's __dict__ instead of a model_dump or a comprehension per item.
+        row = {**item.__dict__, "device_pk": device_pk}
+        del row["device_id"]
         _keep_last(batch, rows, (device_pk, item.start_time), index, row)
     interval_rows = [row for _, row in rows.values()]
     await repository.upsert_intervals(session, interval_rows)
@@ -176,18 +185,21 @@ def _keep_last(
 
 def _latest_states(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest interval of each device as its latest state (seen at the interval's end)."""
-    newest: dict[uuid.UUID, dict[str, Any]] = {}
+    newest: dict[uuid.UUID, tuple[datetime, dict[str, Any]]] = {}
     for row in rows:
         seen = row["start_time"] + timedelta(seconds=row["duration_s"])
-        state = newest.get(row["device_pk"])
-        if state is None or seen > state["b_seen"]:
-            newest[row["device_pk"]] = {
-                "b_pk": row["device_pk"],
-                "b_soc": row["battery_last_state_of_charge_percentage"],
-                "b_online": row["last_is_online"] is not False,
-                "b_seen": seen,
-            }
-    return list(newest.values())
+        known = newest.get(row["device_pk"])
+        if known is None or seen > known[0]:
+            newest[row["device_pk"]] = (seen, row)
+    return [
+        {
+            "b_pk": device_pk,
+            "b_soc": row["battery_last_state_of_charge_percentage"],
+            "b_online": row["last_is_online"] is not False,
+            "b_seen": seen,
+        }
+        for device_pk, (seen, row) in newest.items()
+    ]
 
 
 # Counter telemetry -----------------------------------------------------------------------------
@@ -334,6 +346,18 @@ def prune_cutoff(now: datetime, settings: TelemetrySettings | None = None) -> da
 async def prune_batch(session: AsyncSession, cutoff: datetime, batch_size: int) -> int:
     """Delete one batch of intervals older than `cutoff`; the count deleted."""
     return await repository.prune_batch(session, cutoff, batch_size)
+
+
+async def prune_step(
+    session: AsyncSession, *, now: datetime, settings: TelemetrySettings | None = None
+) -> int:
+    """Delete ONE batch of intervals older than the retention period; the count deleted.
+
+    The daily job runs it in a unit of work of its own and again until it returns 0, so no
+    transaction holds a day's worth of deleted rows (locks, WAL, SQLite's writer lock).
+    """
+    settings = settings or get_settings().telemetry
+    return await prune_batch(session, prune_cutoff(now, settings), settings.prune_batch_size)
 
 
 async def prune(

@@ -1,4 +1,4 @@
-"""telemetry: (filled in by the telemetry work).
+"""telemetry published: one row per program and window sent (telemetry.published idempotency).
 
 Revision ID: b7e1a0c20006
 Revises: b7e1a0c20005
@@ -7,8 +7,10 @@ Create Date: 2026-11-22 07:04:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
+
+import gridhive.db.base
 
 revision: str = "b7e1a0c20006"
 down_revision: str | None = "b7e1a0c20005"
@@ -17,8 +19,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "telemetry_publications",
+        sa.Column("program_id", sa.Uuid(), nullable=False),
+        sa.Column("window_start", gridhive.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("published_at", gridhive.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["program_id"],
+            ["programs.id"],
+            name=op.f("fk_telemetry_publications_program_id_programs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "program_id", "window_start", name=op.f("pk_telemetry_publications")
+        ),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("telemetry_publications")
