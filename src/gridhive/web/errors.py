@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from starlette.responses import RedirectResponse, Response
@@ -50,7 +51,12 @@ def _to_sign_in(request: Request, exc: Exception) -> Response:
     if request.headers.get("HX-Request"):
         # An HTMX call cannot follow a redirect into a whole page: ask for a full reload.
         return Response(status_code=204, headers={"HX-Redirect": "/dashboard/sign-in"})
-    return RedirectResponse("/dashboard/sign-in", status_code=303)
+    # Back to the page that was asked for after signing in (the sign-in page only accepts
+    # dashboard paths), e.g. the event link `gridhive demo` prints.
+    target = "/dashboard/sign-in"
+    if request.method == "GET" and request.url.path != target:
+        target += "?" + urlencode({"next": request.url.path})
+    return RedirectResponse(target, status_code=303)
 
 
 def _as_page(handler: Handler) -> Handler:
