@@ -12,6 +12,7 @@ from gridhive.kit.time import isoformat_z
 from gridhive.simulator.client import GridhiveClient
 from gridhive.simulator.fleet import Fleet, make_specs
 from gridhive.simulator.inbox import CommandInbox
+from gridhive.simulator.runner import SimClock, SimConfig
 from tests.simulator.conftest import FakeServer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -194,3 +195,32 @@ class TestFaults:
         assert fake_server.acks == []
         await inbox.queue.get()  # arrives once the delay is over
         assert inbox.stats.late == 1
+
+
+class TestCommandClock:
+    """`--command-clock server`: windows keep the server's times, stretched onto the faster
+    simulated clock, so the battery acts exactly while the server's event runs."""
+
+    def test_windows_on_the_server_clock_are_stretched_by_the_speed(self) -> None:
+        clock = SimClock(speed=60)
+        inbox = make_inbox()
+        inbox.window_to_sim = clock.from_wall
+        inbox.receive(command(starts_in_s=30), via="webhook")
+        [scheduled] = inbox.fleet.schedules[0]
+        starts_wall = (NOW + timedelta(seconds=30)).timestamp()
+        assert scheduled.starts_at_s == pytest.approx(
+            clock.start_s + (starts_wall - clock.start_s) * 60
+        )
+        assert scheduled.ends_at_s - scheduled.starts_at_s == pytest.approx(7200 * 60)
+
+    def test_windows_on_the_simulated_clock_are_taken_as_they_are(self) -> None:
+        inbox = make_inbox()
+        inbox.receive(command(starts_in_s=30), via="webhook")
+        [scheduled] = inbox.fleet.schedules[0]
+        assert scheduled.starts_at_s == (NOW + timedelta(seconds=30)).timestamp()
+
+    def test_the_server_clock_stamps_telemetry_on_the_wall_clock_at_any_speed(self) -> None:
+        server = SimConfig(api_key="k", speed=1, command_clock="server")
+        assert not server.telemetry_on_sim_clock
+        assert SimConfig(api_key="k", speed=1).telemetry_on_sim_clock
+        assert not SimConfig(api_key="k", speed=60).telemetry_on_sim_clock

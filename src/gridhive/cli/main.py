@@ -9,6 +9,7 @@ import typer
 from gridhive.cli import admin, db, telemetry
 from gridhive.cli import worker as worker_cli
 from gridhive.cli.common import DatabaseUrlOption, settings_for
+from gridhive.cli.demo import demo
 from gridhive.cli.simulate import simulate
 
 app = typer.Typer(help="gridhive: a virtual power plant platform.", no_args_is_help=True)
@@ -17,6 +18,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(telemetry.app, name="telemetry")
 app.command("worker")(worker_cli.worker)
 app.command("simulate")(simulate)
+app.command("demo")(demo)
 
 
 @app.command()

@@ -23,6 +23,11 @@ class TelemetryClock(enum.StrEnum):
     real = "real"
 
 
+class CommandClock(enum.StrEnum):
+    sim = "sim"
+    server = "server"
+
+
 class ModeChoice(enum.StrEnum):
     webhook = "webhook"
     polling = "polling"
@@ -125,6 +130,15 @@ def simulate(
             "points more than 5 minutes ahead"
         ),
     ] = TelemetryClock.auto,
+    command_clock: Annotated[
+        CommandClock,
+        typer.Option(
+            help="Read command windows on the simulated clock (sim: an event an hour ahead "
+            "comes after a minute at 60x) or on the server's clock (server: batteries act "
+            "while the server's event runs, physics --speed times faster inside it, telemetry "
+            "on the wall clock so the server measures the event)"
+        ),
+    ] = CommandClock.sim,
     summary_every: Annotated[float, typer.Option(min=0.5, help="Real seconds")] = 5.0,
     report: Annotated[str | None, typer.Option(help="Write the final report (JSON) here")] = None,
     bench_physics: Annotated[
@@ -136,7 +150,8 @@ def simulate(
     Commissions the homes, optionally enrolls them, receives commands (webhook, polling or
     MQTT), acknowledges them with injected faults, runs the batteries and sends telemetry
     every 5 simulated minutes. Command windows are read on the simulated clock, which starts
-    now and runs --speed times faster than the server's.
+    now and runs --speed times faster than the server's (or, with --command-clock server, on
+    the server's clock).
     """
     from gridhive.simulator.faults import FaultSpecError, parse_faults
     from gridhive.simulator.runner import SimConfig, SimulatorError, measure_physics, run
@@ -183,6 +198,7 @@ def simulate(
         summary_every_s=summary_every,
         telemetry=telemetry,
         telemetry_clock=telemetry_clock.value,
+        command_clock=command_clock.value,
     )
     try:
         asyncio.run(run(config, echo=typer.echo))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -126,8 +126,12 @@ class CommandInbox:
         *,
         start_s: float,
         late_ack_real_s: float = 0.0,
+        window_to_sim: Callable[[float], float] | None = None,
     ) -> None:
         self.fleet = fleet
+        # None: command windows are read on the simulated clock as they are; otherwise they
+        # are server (wall clock) times, mapped onto the simulated clock by this function.
+        self.window_to_sim = window_to_sim
         self.device_faults = device_faults
         self.start_s = start_s
         self.late_ack_real_s = late_ack_real_s
@@ -198,7 +202,15 @@ class CommandInbox:
     def _apply(self, record: CommandRecord) -> None:
         command = record.command
         if command.get("status") == "OK":
-            self.fleet.schedule(command["device_id"], scheduled_command(command))
+            scheduled = scheduled_command(command)
+            if self.window_to_sim is not None:
+                to_sim = self.window_to_sim
+                scheduled = replace(
+                    scheduled,
+                    starts_at_s=to_sim(scheduled.starts_at_s),
+                    ends_at_s=to_sim(scheduled.ends_at_s),
+                )
+            self.fleet.schedule(command["device_id"], scheduled)
         else:  # CANCELED or OPT_OUT: the battery goes back to its own behaviour at once
             self.fleet.unschedule(command["device_id"], command["id"])
 

@@ -79,11 +79,16 @@ class SimConfig:
     # on the wall clock, each interval compressed to 300/speed seconds with its energy scaled
     # alike (powers unchanged), so any server accepts them. "auto": sim at speed <= 1.
     telemetry_clock: str = "auto"
+    # How command windows are read. "sim": on the simulated clock, so an event an hour ahead
+    # comes after a minute at 60x. "server": on the server's (wall) clock, each window
+    # stretched by --speed onto the simulated clock, so the batteries act exactly while the
+    # server's event runs and, with telemetry on the wall clock, the server measures them.
+    command_clock: str = "sim"
 
     @property
     def telemetry_on_sim_clock(self) -> bool:
         if self.telemetry_clock == "auto":
-            return self.speed <= 1
+            return self.speed <= 1 and self.command_clock == "sim"
         return self.telemetry_clock == "sim"
 
     def public(self) -> dict[str, Any]:
@@ -103,6 +108,10 @@ class SimClock:
 
     def now_s(self) -> float:
         return self.start_s + (time.monotonic() - self._t0) * self.speed
+
+    def from_wall(self, wall_s: float) -> float:
+        """The simulated moment that a wall-clock moment maps to (infinities stay put)."""
+        return self.start_s + (wall_s - self.start_s) * self.speed
 
 
 class Simulation:
@@ -151,8 +160,13 @@ class Simulation:
 
     def _new_inbox(self) -> CommandInbox:
         late_real_s = self.config.late_ack_s / self.config.speed
+        on_server_clock = self.config.command_clock == "server"
         return CommandInbox(
-            self.fleet, self.faults, start_s=self.clock.start_s, late_ack_real_s=late_real_s
+            self.fleet,
+            self.faults,
+            start_s=self.clock.start_s,
+            late_ack_real_s=late_real_s,
+            window_to_sim=self.clock.from_wall if on_server_clock else None,
         )
 
     # The run ----------------------------------------------------------------------------------
