@@ -253,6 +253,22 @@ class TestDispatch:
         assert path in [e["path"] for e in response.json()["errors"]]
         assert await session.scalar(sa.select(sa.func.count()).select_from(Event)) == 0
 
+    @pytest.mark.parametrize(
+        ("action", "path"),
+        [
+            ({"duration_s": 10**20}, "actions.0.duration_s"),
+            ({"starts_at": "9999-12-31T23:00:00Z"}, "actions.0.starts_at"),
+        ],
+    )
+    async def test_times_that_cannot_be_computed_are_422_not_500(
+        self, client: httpx.AsyncClient, fleet: Fleet, action: dict[str, Any], path: str
+    ) -> None:
+        response = await client.post(
+            "/v1/events", json=discharge(fleet, **action), headers=fleet.utility.headers
+        )
+        assert response.status_code == 422, response.text
+        assert path in [e["path"] for e in response.json()["errors"]]
+
     async def test_past_start_is_422(self, client: httpx.AsyncClient, fleet: Fleet) -> None:
         response = await client.post(
             "/v1/events", json=discharge(fleet, in_hours=-1), headers=fleet.utility.headers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -23,10 +23,16 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
+# Bounds that keep every time computed from an action representable (no action lasts a month;
+# no event is planned past 2100); the program's own dispatch rules are checked later.
+MAX_ACTION_DURATION_S = 31 * 24 * 3600
+LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 class ActionIn(InputSchema):
     mode: BatteryMode
     starts_at: datetime
-    duration_s: int
+    duration_s: int = Field(le=MAX_ACTION_DURATION_S)
     power_mode: Literal["SETPOINT", "FOLLOW_LOAD"] | None = None
     setpoint_w: int | None = None
     setpoint_mode: Literal["EVEN", "PER_DEVICE"] | None = None
@@ -56,7 +62,10 @@ class ActionIn(InputSchema):
     @field_validator("starts_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return ensure_utc(value)
+        value = ensure_utc(value)
+        if value >= LATEST_START:
+            raise ValueError("starts_at must be before 2100-01-01T00:00:00Z")
+        return value
 
 
 class EventCreate(InputSchema):

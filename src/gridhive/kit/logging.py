@@ -9,7 +9,11 @@ import structlog
 
 def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json
+        # Plain tracebacks: the rich default renders every local of every frame, which takes
+        # seconds for a deep ASGI stack and floods a developer's terminal.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
