@@ -166,6 +166,16 @@ class TestPublish:
         assert second["totals"]["battery_power_net_w"] == 0.0
         assert second["totals"]["state_of_charge_percentage_mean"] == 60.0
 
+    async def test_old_publication_keys_are_forgotten_and_recent_ones_kept(
+        self, session: AsyncSession, reporting: Fleet
+    ) -> None:
+        await published.publish(session, now=NOW, interval=FIVE_MINUTES)
+        await published.publish(session, now=NOW + FIVE_MINUTES, interval=FIVE_MINUTES)
+        # Only the first window (15:55) started before 16:00.
+        assert await published.forget_before(session, before=NOW) == 1
+        # The kept key still stops a second message for its window.
+        assert await published.publish(session, now=NOW + FIVE_MINUTES, interval=FIVE_MINUTES) == 0
+
     async def test_nothing_is_sent_without_active_enrollments(
         self, session: AsyncSession, utility: Tenant
     ) -> None:

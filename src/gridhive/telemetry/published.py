@@ -180,6 +180,14 @@ async def _claim(
     return [p for p in sorted(program_ids) if p in claimed]
 
 
+async def forget_before(session: AsyncSession, *, before: datetime) -> int:
+    """Drop the publication keys of windows that started before `before`; the number dropped."""
+    result = await session.execute(
+        sa.delete(TelemetryPublication).where(TelemetryPublication.window_start < before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def _utilities(
     session: AsyncSession, program_ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, uuid.UUID]:

@@ -8,7 +8,6 @@ pending row per periodic kind, and two schedulers starting at once add the same 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from gridhive.events import ticks
 from gridhive.kit.time import isoformat_z
 from gridhive.queue import schedule as queue_schedule
 from gridhive.queue.schedule import ClaimedJob
+from gridhive.telemetry import published
 from gridhive.telemetry import service as telemetry_service
 
 log = structlog.get_logger(__name__)
@@ -85,8 +85,6 @@ async def _ack_sweep(session: AsyncSession, context: JobContext) -> bool:
 
 
 async def _telemetry_publish(session: AsyncSession, context: JobContext) -> bool:
-    from gridhive.telemetry import published
-
     interval = timedelta(seconds=context.settings.scheduler.telemetry_publish_interval_s)
     # The window ends at the job's due time, a grid point: each window is published once
     # whichever scheduler runs it and however late.
@@ -104,6 +102,9 @@ async def _telemetry_prune(session: AsyncSession, context: JobContext) -> bool:
 async def _purge_jobs(session: AsyncSession, context: JobContext) -> bool:
     keep = timedelta(days=context.settings.scheduler.job_retention_days)
     await queue_schedule.purge_finished(session, before=context.now - keep)
+    # A window's publication key only guards against publishing it twice while its job can
+    # still run again; past the jobs' retention nothing can.
+    await published.forget_before(session, before=context.now - keep)
     return False
 
 
@@ -111,9 +112,9 @@ ONE_OFF_HANDLERS: dict[str, Handler] = {ticks.KIND: _event_tick}
 
 
 def periodic_jobs(settings: Settings) -> list[Periodic]:
-    """The periodic table. `telemetry.publish` is left out while its module is missing."""
+    """The periodic table."""
     config = settings.scheduler
-    jobs = [
+    return [
         Periodic(deadlines.KIND, timedelta(seconds=config.ack_sweep_interval_s), _ack_sweep),
         Periodic(
             TELEMETRY_PUBLISH,
@@ -123,10 +124,6 @@ def periodic_jobs(settings: Settings) -> list[Periodic]:
         Periodic(TELEMETRY_PRUNE, timedelta(seconds=config.prune_interval_s), _telemetry_prune),
         Periodic(JOBS_PURGE, timedelta(seconds=config.prune_interval_s), _purge_jobs),
     ]
-    if importlib.util.find_spec("gridhive.telemetry.published") is None:
-        log.warning("periodic_job_skipped", kind=TELEMETRY_PUBLISH, reason="module missing")
-        jobs = [job for job in jobs if job.kind != TELEMETRY_PUBLISH]
-    return jobs
 
 
 async def seed(session: AsyncSession, periodic: list[Periodic], *, now: datetime) -> int:
