@@ -226,3 +226,42 @@ class TestWireShapes:
             fleet.step(1_780_000_000 + 60 * minute)
         for item in fleet.telemetry(1_780_000_000, 300):
             TelemetryItemIn.model_validate(item)
+
+
+class TestSettingsApply:
+    async def test_the_fleet_applies_a_reserve_change_and_reports_it(
+        self,
+        http: httpx.AsyncClient,
+        transport: SerialTransport,
+        session: AsyncSession,
+        utility: Tenant,
+        oem: Tenant,
+    ) -> None:
+        client = GridhiveClient(BASE_URL, oem.key, transport=transport, retries=0)
+        _, specs = await enrolled_fleet(client, session, utility, 2)
+        await client.aclose()
+        home = specs[1]
+        asked = await http.post(
+            f"/v1/site/{home.site_id}/device/{home.device_id}/settings",
+            json={"backup_reserve_percentage": 35},
+            headers=oem.headers,
+        )
+        assert asked.status_code in (200, 201), asked.text
+        request = asked.json()
+        config = SimConfig(
+            api_key=oem.key,
+            base_url=BASE_URL,
+            batteries=2,
+            seed=3,
+            prefix="e2e",
+            commission=False,
+        )
+        sim = Simulation(config, echo=noop, transport=transport)
+        try:
+            await sim.apply_settings({**request, "object_type": "settings_request"})
+        finally:
+            await sim.client.aclose()
+
+        assert sim.fleet.reserve_pct[sim.fleet.index[home.device_id]] == 35
+        stored = await http.get(f"/v1/settings/{request['id']}", headers=oem.headers)
+        assert stored.json()["status"] == "APPLIED"

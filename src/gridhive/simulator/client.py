@@ -145,6 +145,14 @@ class GridhiveClient:
         result: dict[str, Any] = await self._json("PATCH", f"/v1/command/{command_id}", json=body)
         return result
 
+    async def report_settings(
+        self, request_id: str, status: str, message: str | None = None
+    ) -> dict[str, Any]:
+        """The outcome of a `settings.apply`: APPLIED or FAILED."""
+        body = {"status": status, "message": message}
+        result: dict[str, Any] = await self._json("PATCH", f"/v1/settings/{request_id}", json=body)
+        return result
+
     async def post_telemetry(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per-item `{status, message}` in request order."""
         result: list[dict[str, Any]] = await self._json(

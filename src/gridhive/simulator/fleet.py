@@ -199,6 +199,21 @@ class Fleet:
     def __len__(self) -> int:
         return len(self.specs)
 
+    def apply_settings(self, device_id: str, reserve_pct: float | None) -> str | None:
+        """A homeowner's settings change (`settings.apply`); the reason it fails, or None.
+
+        The new reserve is the battery's own from now on; a command that names its own reserve
+        still overrides it while it runs.
+        """
+        i = self.index.get(device_id)
+        if i is None:
+            return f"unknown device {device_id}"
+        if not self.online[i]:
+            return "device offline"
+        if reserve_pct is not None:
+            self.reserve_pct[i] = float(reserve_pct)
+        return None
+
     def _reset_energy(self) -> None:
         n = len(self.specs)
         self.charge_wh, self.discharge_wh = [0.0] * n, [0.0] * n

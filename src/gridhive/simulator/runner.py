@@ -142,6 +142,7 @@ class Simulation:
         )
         self.clock = SimClock(config.speed)
         self.inbox = self._new_inbox()
+        self._settings_tasks: set[asyncio.Task[None]] = set()
         self.telemetry = TelemetrySender(
             self.client, warn=echo, concurrency=max(1, config.concurrency // 2)
         )
@@ -232,10 +233,27 @@ class Simulation:
         event_object = envelope.get("event_object")
         if not isinstance(event_object, dict):
             return
-        if event_object.get("object_type") == "command" or str(
-            envelope.get("event_type", "")
-        ).startswith("command."):
+        event_type = str(envelope.get("event_type", ""))
+        if event_object.get("object_type") == "command" or event_type.startswith("command."):
             self.inbox.receive(event_object, via=self.config.mode)
+        elif event_type == "settings.apply":
+            task = asyncio.create_task(self.apply_settings(event_object))
+            self._settings_tasks.add(task)
+            task.add_done_callback(self._settings_tasks.discard)
+
+    async def apply_settings(self, request: Mapping[str, Any]) -> None:
+        """Set the battery's reserve as the homeowner asked, then report the outcome."""
+        request_id, device_id = str(request.get("id")), str(request.get("device_id"))
+        reserve = request.get("backup_reserve_percentage")
+        failure = self.fleet.apply_settings(
+            device_id, float(reserve) if isinstance(reserve, int | float) else None
+        )
+        try:
+            await self.client.report_settings(
+                request_id, "FAILED" if failure else "APPLIED", failure
+            )
+        except ApiError as exc:
+            self.echo(f"settings {request_id}: could not report the outcome: {exc}")
 
     async def open_channel(self) -> None:
         opener: Mapping[str, Callable[[], Awaitable[None]]] = {
