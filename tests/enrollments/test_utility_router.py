@@ -184,6 +184,41 @@ class TestRead:
         too_many = await client.get(f"{url}&limit=1001", headers=utility.headers)
         assert too_many.status_code == 422
 
+    async def test_status_filter_keeps_paging_exact(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        utility: Tenant,
+        oem: Tenant,
+        program: Program,
+    ) -> None:
+        made = []
+        for n in range(4):
+            site = await create_site(session, oem, f"home-{n}")
+            made.append(
+                await create_enrollment(
+                    session, site, program, [await create_device(session, site, f"b-{n}")]
+                )
+            )
+        await set_status(session, made[0], S.PENDING)
+        await set_status(session, made[1], S.ACTIVE)
+        await set_status(session, made[2], S.PENDING)
+        await set_status(session, made[3], S.UNENROLLED)
+        url = f"/v1/enrollments?program_id={program.id}"
+        pending = await client.get(f"{url}&status=PENDING", headers=utility.headers)
+        expected = [str(made[0].id), str(made[2].id)]
+        assert [e["id"] for e in pending.json()["enrollments"]] == expected
+        second = await client.get(f"{url}&status=PENDING&skip=1&limit=1", headers=utility.headers)
+        assert [e["id"] for e in second.json()["enrollments"]] == [str(made[2].id)]
+        either = await client.get(
+            f"{url}&status=PENDING&status=UNENROLLED", headers=utility.headers
+        )
+        assert {e["status"] for e in either.json()["enrollments"]} == {"PENDING", "UNENROLLED"}
+        assert len(either.json()["enrollments"]) == 3
+        unknown = await client.get(f"{url}&status=MAYBE", headers=utility.headers)
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["path"] == "status.0"
+
     async def test_program_id_is_required(self, client: httpx.AsyncClient, utility: Tenant) -> None:
         response = await client.get("/v1/enrollments", headers=utility.headers)
         assert response.status_code == 422

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
+
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gridhive.dashboard import utility_pages
 from gridhive.enrollments.models import Enrollment
 from tests.factories import (
     Tenant,
@@ -125,6 +128,21 @@ class TestEnrollments:
         paused = await signed_in.get(f"{url}&status=PAUSED")
         assert "home-1" not in paused.text
         assert "No PAUSED enrollments" in paused.text
+
+    async def test_a_large_program_is_paged_with_its_filter_kept(
+        self, signed_in: httpx.AsyncClient, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(utility_pages, "ENROLLMENTS_PER_PAGE", 1)
+        url = f"/dashboard/enrollments?program={fleet.program.id}&status=ACTIVE"
+        first = await signed_in.get(url)
+        assert "home-1" in first.text
+        assert "home-2" not in first.text
+        next_link = f'href="?program={fleet.program.id}&status=ACTIVE&page=2">Next'
+        assert next_link in html.unescape(first.text)
+        second = await signed_in.get(f"{url}&page=2")
+        assert "home-2" in second.text
+        assert "home-1" not in second.text
+        assert 'status=ACTIVE&page=1">Previous' in html.unescape(second.text)
 
     async def test_approve_a_pending_enrollment(
         self, signed_in: httpx.AsyncClient, pending: Enrollment

@@ -35,6 +35,7 @@ ProgramId = Annotated[uuid.UUID, Path(description="Program id")]
 GroupIdPath = Annotated[str, Path(min_length=1, max_length=100)]
 ProgramQuery = Annotated[uuid.UUID | None, Query(alias="program")]
 ALL_PROGRAMS = Page(limit=MAX_LIMIT)
+ENROLLMENTS_PER_PAGE = 50
 # Utility decisions offered per enrollment status (the service refuses any other move).
 ENROLLMENT_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "PENDING": (("ACTIVE", "Approve"), ("REJECTED", "Reject")),
@@ -177,16 +178,20 @@ async def enrollments_page(
     viewer: UtilityViewer,
     program_id: ProgramQuery = None,
     status: Annotated[EnrollmentStatus | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     programs, program = await _chosen_program(session, viewer, program_id)
     enrollments: list[Any] = []
     groups: Sequence[Any] = []
     if program is not None:
         found = await enrollment_utility.search_program_enrollments(
-            session, utility_id=viewer.org_id, program_id=program.id, page=ALL_PROGRAMS
+            session,
+            utility_id=viewer.org_id,
+            program_id=program.id,
+            page=Page(skip=(page - 1) * ENROLLMENTS_PER_PAGE, limit=ENROLLMENTS_PER_PAGE),
+            statuses=[status] if status else (),
         )
-        shown = [e for e in found if status is None or e.status == status]
-        enrollments = await enrollment_utility.utility_enrollments(session, shown)
+        enrollments = await enrollment_utility.utility_enrollments(session, found)
         groups = await program_service.search_groups(session, program)
     context = {
         "programs": programs,
@@ -196,6 +201,8 @@ async def enrollments_page(
         "enrollments": enrollments,
         "groups": groups,
         "actions": ENROLLMENT_ACTIONS,
+        "page": page,
+        "has_more": len(enrollments) == ENROLLMENTS_PER_PAGE,
     }
     return await render_page(
         request, session, viewer, "dashboard/enrollments.html", context, tab="enrollments"

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from gridhive.auth.deps import OemPrincipal, SessionDep, UtilityPrincipal
 from gridhive.config import Settings
 from gridhive.enrollments import commission, service, utility
+from gridhive.enrollments.models import EnrollmentStatus
 from gridhive.enrollments.schemas import (
     CommissionCreate,
     CommissionRead,
@@ -131,14 +132,24 @@ async def read_program_enrollments(
     principal: UtilityPrincipal,
     page: PageDep,
     program_id: Annotated[uuid.UUID, Query(description="One of your programs")],
+    status: Annotated[
+        list[EnrollmentStatus] | None,
+        Query(description="Only these statuses (may be repeated); our addition"),
+    ] = None,
 ) -> UtilityEnrollmentPage:
     """Every enrollment in the program, ended ones included, oldest first, with the site's
     contact details and groups and the enrolled devices.
 
-    `skip`/`limit` are our addition (default 100, max 1000); Flip answers the whole program.
+    `skip`/`limit` and `status` are our additions (default 100, max 1000; `status` may be
+    repeated, e.g. `status=PENDING&status=SUBMITTED` for the ones awaiting a decision); Flip
+    answers the whole program.
     """
     enrollments = await utility.search_program_enrollments(
-        session, utility_id=principal.org_id, program_id=program_id, page=page
+        session,
+        utility_id=principal.org_id,
+        program_id=program_id,
+        page=page,
+        statuses=status or (),
     )
     return UtilityEnrollmentPage(
         enrollments=await utility.utility_enrollments(session, enrollments)

@@ -7,7 +7,7 @@ models, another door, and service.py would otherwise pass the house limit of ~50
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gridhive.devices.models import Device
 from gridhive.enrollments import service, state
 from gridhive.enrollments.errors import EnrollmentClosed, EnrollmentNotFound
-from gridhive.enrollments.models import Enrollment, EnrollmentDevice
+from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
 from gridhive.enrollments.schemas import (
     UtilityEnrollmentRead,
     UtilityEnrollmentUpdate,
@@ -30,17 +30,20 @@ from gridhive.programs.models import Group, Program
 
 
 async def search_program_enrollments(
-    session: AsyncSession, *, utility_id: uuid.UUID, program_id: uuid.UUID, page: Page
+    session: AsyncSession,
+    *,
+    utility_id: uuid.UUID,
+    program_id: uuid.UUID,
+    page: Page,
+    statuses: Collection[EnrollmentStatus] = (),
 ) -> Sequence[Enrollment]:
-    """Every enrollment in the caller's program, ended ones included, oldest first."""
+    """Every enrollment in the caller's program, ended ones included, oldest first; only the
+    given statuses when some are given (filtered in the query, so paging stays exact)."""
     await program_service.get_program_or_raise(session, program_id, utility_id=utility_id)
-    stmt = (
-        sa.select(Enrollment)
-        .where(Enrollment.program_id == program_id)
-        .order_by(Enrollment.created_at, Enrollment.id)
-        .offset(page.skip)
-        .limit(page.limit)
-    )
+    stmt = sa.select(Enrollment).where(Enrollment.program_id == program_id)
+    if statuses:
+        stmt = stmt.where(Enrollment.status.in_(statuses))
+    stmt = stmt.order_by(Enrollment.created_at, Enrollment.id).offset(page.skip).limit(page.limit)
     return (await session.scalars(stmt)).all()
 
 
