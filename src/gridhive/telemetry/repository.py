@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias, cast
 
+import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import NullType
 
 from gridhive.commands.models import Command, CommandStatus
 from gridhive.devices.models import Device, DeviceType
 from gridhive.enrollments.models import Enrollment, EnrollmentDevice, EnrollmentStatus
 from gridhive.events.models import SiteEvent
+from gridhive.kit.time import ensure_utc
 from gridhive.programs.models import Group, SiteGroup
 from gridhive.telemetry.models import TelemetryCounter, TelemetryInterval
 
@@ -74,6 +75,35 @@ async def devices_by_ids(
         for device_id, pk, device_type in await session.execute(deleted):
             found[device_id] = IngestDevice(pk, device_type, deleted=True)
     return found
+
+
+async def live_battery_pks(
+    session: AsyncSession, tenant_id: uuid.UUID, device_ids: set[str]
+) -> dict[str, uuid.UUID]:
+    """The pk of each of the OEM's live batteries among `device_ids` (the ingest's common case:
+    an id missing here is then explained by `devices_by_ids`)."""
+    if _dialect(session) == "postgresql":
+        driver = await _driver(session)
+        ids = _json_text(list(device_ids))
+        return dict(await driver.fetch(_PG_LIVE_BATTERIES, tenant_id, ids))
+    c = devices.c
+    live = sa.select(c.id, c.pk).where(
+        c.tenant_id == tenant_id,
+        c.id.in_(device_ids),
+        c.deleted_at.is_(None),
+        c.type == DeviceType.BATTERY,
+    )
+    result = await session.execute(live)
+    return {row.id: row.pk for row in result}
+
+
+# The ids go as the text of one JSON array (asyncpg's varchar[] encoder costs ~1 µs per id);
+# ARRAY(...) is computed once, so the index on live (tenant, id) still answers `= ANY`.
+_PG_LIVE_BATTERIES = """
+SELECT id, pk FROM devices
+WHERE tenant_id = $1 AND id = ANY(ARRAY(SELECT json_array_elements_text($2::json)))
+  AND deleted_at IS NULL AND type = 'BATTERY'
+"""
 
 
 # Live devices first (the partial unique index on live (tenant, id) answers with an index
@@ -139,54 +169,119 @@ def _upsert(dialect: str, table: sa.Table) -> sa.Insert:
 
 
 async def upsert_intervals(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """A repeated (device, start_time) replaces the stored row, in one statement.
+    """`upsert_interval_columns` for rows given as dicts of every column."""
+    columns = {name: [row[name] for row in rows] for name in INTERVAL_COLUMNS}
+    await upsert_interval_columns(session, columns)
 
-    SQLite: one executemany of the upsert. PostgreSQL: the same upsert over `unnest` of one
-    array per column — one statement and one round trip, no per-row bind work in SQLAlchemy
-    (a 1,000-row batch: 35 ms against 42 for executemany, measured on PostgreSQL 15).
-    Rows go in (device, start_time) order, so that concurrent batches lock in one order.
+
+async def upsert_interval_columns(
+    session: AsyncSession, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """Write intervals given as one sequence per column (one row per (device, start_time)); a
+    stored (device, start_time) is replaced.
+
+    PostgreSQL: one `INSERT ... SELECT unnest(...) ... ON CONFLICT DO UPDATE` on asyncpg
+    directly: one statement and one round trip, no Python code per row. PostgreSQL sorts the
+    rows by (device, start_time) before it inserts them, so that concurrent batches lock in one
+    order. SQLite: one executemany of the upsert.
     """
-    if not rows:
+    if not columns["device_pk"]:
         return
-    # By the UUID's int: the same order as UUID's own comparison (and PostgreSQL's), without
-    # a Python-level __lt__ call per comparison.
-    ordered = sorted(rows, key=lambda r: (r["device_pk"].int, r["start_time"]))
     if _dialect(session) == "postgresql":
-        arrays: dict[str, Any] = {c: [r[c] for r in ordered] for c in INTERVAL_COLUMNS}
-        # One JSON array for the batch: one call of the C encoder instead of 1,000.
-        arrays["oem_raw_data"] = _json(arrays["oem_raw_data"])
-        await session.execute(_PG_UPSERT_INTERVALS, arrays)
-    else:
-        await session.execute(_upsert("sqlite", intervals), ordered)
+        driver = await _driver(session)
+        await driver.execute(_PG_UPSERT_INTERVALS.sql, *_PG_UPSERT_INTERVALS.arguments(columns))
+        return
+    values = [columns[name] for name in INTERVAL_COLUMNS]
+    rows = [dict(zip(INTERVAL_COLUMNS, row, strict=True)) for row in zip(*values, strict=True)]
+    await session.execute(_upsert("sqlite", intervals), rows)
 
 
-_json = json.JSONEncoder(separators=(",", ":")).encode
+class _ArrayUpsert:
+    """`INSERT INTO table SELECT unnest(...), ... ORDER BY key ON CONFLICT (key) DO UPDATE` over
+    a table's columns given as arrays, each shaped for what asyncpg encodes cheaply: its array
+    encoder costs ~0.7 µs per element (it checks each one against `collections.abc`) but
+    checks only the first row of a two-dimensional array. So the float columns travel as the
+    rows of one float8[][], unnested by slice; strings and booleans as the text of a JSON
+    array each (one call of the C encoder); times as the text of a timestamptz[] (each
+    distinct time formatted once: a batch has few); the JSON column as the text of one JSON
+    array. Per 1,000 rows: 3-4 ms of the API's CPU instead of 16-20 with one array per column,
+    for ~1 ms more of PostgreSQL's.
+    """
+
+    def __init__(self, table: sa.Table) -> None:
+        self.floats = [c.name for c in table.columns if isinstance(c.type, sa.Float)]
+        self.others = [c for c in table.columns if c.name not in self.floats]
+        # $1: the float matrix; $2...: the other columns, one each.
+        selected = {
+            **{name: f"unnest(f[{k}:{k}])" for k, name in enumerate(self.floats, start=1)},
+            **{c.name: _unnest_sql(c, n) for n, c in enumerate(self.others, start=2)},
+        }
+        names = [c.name for c in table.columns]
+        key = [c.name for c in table.primary_key.columns]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in key)
+        self.sql = (
+            f"INSERT INTO {table.name} ({', '.join(names)})\n"
+            f"SELECT {', '.join(f'{selected[name]} AS {name}' for name in names)}\n"
+            f"FROM (SELECT $1::float8[] AS f) AS matrix\n"
+            f"ORDER BY {', '.join(key)}\n"
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        )
+
+    def arguments(self, columns: Mapping[str, Sequence[Any]]) -> list[Any]:
+        # The matrix's rows must be lists: asyncpg reads a tuple as a composite value.
+        matrix = [list(columns[name]) for name in self.floats]
+        return [matrix, *(_array_argument(c, columns[c.name]) for c in self.others)]
 
 
-def _unnest(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
-    """`unnest(CAST($n AS <type>[]))`. The parameter itself is untyped, so SQLAlchemy hands
-    the list to asyncpg untouched (a typed ARRAY would visit every element in Python)."""
-    array = sa.bindparam(column.name, type_=NullType())
-    if isinstance(column.type, sa.JSON):
-        # Sent as the text of one JSON array (asyncpg has no json[] codec), unpacked in step
-        # with the other columns' `unnest`; a JSON null element is SQL NULL, as before.
-        elements = sa.func.json_array_elements(sa.cast(array, sa.JSON))
-        return sa.cast(sa.func.nullif(sa.cast(elements, sa.Text), "null"), sa.JSON)
-    item_type = sa.DateTime(timezone=True) if column.name == "start_time" else column.type
-    return sa.func.unnest(sa.cast(array, ARRAY(item_type)))
+def _sql_type(column: sa.Column[Any]) -> Any:
+    kind = column.type
+    return kind.impl if isinstance(kind, sa.TypeDecorator) else kind
 
 
-def _pg_upsert_from_arrays(table: sa.Table) -> sa.Insert:
-    arrays = sa.select(*(_unnest(c).label(c.name) for c in table.columns))
-    stmt = postgresql.insert(table).from_select([c.name for c in table.columns], arrays)
-    primary = [c.name for c in table.primary_key.columns]
-    return stmt.on_conflict_do_update(
-        index_elements=primary,
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in primary},
-    )
+def _unnest_sql(column: sa.Column[Any], number: int) -> str:
+    kind = _sql_type(column)
+    if isinstance(kind, sa.JSON):
+        # A JSON null element is SQL NULL.
+        return f"nullif(json_array_elements(${number}::json)::text, 'null')::json"
+    if isinstance(kind, sa.Boolean):
+        return f"json_array_elements_text(${number}::json)::boolean"
+    if isinstance(kind, sa.String):
+        # Not cast to the column's varchar(n), which would truncate: assigned, too long fails.
+        return f"json_array_elements_text(${number}::json)"
+    if isinstance(kind, sa.DateTime):
+        return f"unnest(${number}::text::timestamptz[])"
+    if isinstance(kind, sa.Uuid):
+        return f"unnest(${number}::uuid[])"
+    raise TypeError(f"no array form for {column.name} ({column.type})")
 
 
-_PG_UPSERT_INTERVALS = _pg_upsert_from_arrays(intervals)
+def _array_argument(column: sa.Column[Any], values: Sequence[Any]) -> Any:
+    kind = _sql_type(column)
+    if isinstance(kind, sa.JSON):
+        return json_array(values)
+    if isinstance(kind, (sa.Boolean, sa.String)):
+        return _json_text(values)
+    if isinstance(kind, sa.DateTime):
+        return timestamps_text(values)
+    return values
+
+
+def timestamps_text(values: Sequence[datetime]) -> str:
+    """A timestamptz[] literal: asyncpg's binary encoder costs ~3 µs per datetime; this formats
+    each distinct time once (`ensure_utc` as `UTCDateTime` does) and joins the texts."""
+    text = {value: ensure_utc(value).isoformat() for value in set(values)}
+    return "{" + ",".join(map(text.__getitem__, values)) + "}"
+
+
+def json_array(values: Sequence[Any]) -> str:
+    """JSON values as the text of one JSON array, encoded in Rust (a quarter of `json.dumps`'s
+    cost). NaN and infinities are written as `json.dumps` does, so PostgreSQL refuses them."""
+    return pydantic_core.to_json(values, inf_nan_mode="constants").decode()
+
+
+# Strings as they are (no \u escapes): the text goes to the database in its own encoding.
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_PG_UPSERT_INTERVALS = _ArrayUpsert(intervals)
 
 
 async def upsert_counters(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -219,30 +314,44 @@ _LATEST_STATE = (
 
 
 async def update_latest_state(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Rows `{b_pk, b_soc, b_online, b_seen}`, one per device.
+    """`update_latest_state_columns` for rows `{b_pk, b_soc, b_online, b_seen}`."""
+    await update_latest_state_columns(
+        session,
+        [r["b_pk"] for r in rows],
+        [r["b_soc"] for r in rows],
+        [r["b_online"] for r in rows],
+        [r["b_seen"] for r in rows],
+    )
 
-    PostgreSQL: the batch's devices are locked in primary-key order first, so that two batches
+
+async def update_latest_state_columns(
+    session: AsyncSession,
+    pks: Sequence[uuid.UUID],
+    socs: Sequence[float | None],
+    onlines: Sequence[bool],
+    seens: Sequence[datetime],
+) -> None:
+    """Each device's (one entry per device) state of charge, online flag and last seen time.
+
+    PostgreSQL: the devices are locked in primary-key order first, so that two batches
     touching the same devices cannot deadlock whatever join order the planner picks for the
     update; then one `UPDATE ... FROM unnest(...)` writes them all (3 instead of 8-9 ms of
     PostgreSQL CPU for 1,000 devices, against an executemany of 1,000 UPDATEs). SQLite, which
     has one writer at a time, keeps an executemany.
     """
-    if not rows:
+    if not pks:
         return
-    ordered = sorted(rows, key=lambda r: r["b_pk"].int)
     if _dialect(session) != "postgresql":
-        await session.execute(_LATEST_STATE, ordered)
+        rows = [
+            {"b_pk": pk, "b_soc": soc, "b_online": online, "b_seen": seen}
+            for pk, soc, online, seen in zip(pks, socs, onlines, seens, strict=True)
+        ]
+        await session.execute(_LATEST_STATE, rows)
         return
     driver = await _driver(session)
-    pks = [r["b_pk"] for r in ordered]
     await driver.execute(_PG_LOCK_DEVICES, pks)
-    await driver.execute(
-        _PG_LATEST_STATE,
-        pks,
-        [r["b_soc"] for r in ordered],
-        [r["b_online"] for r in ordered],
-        [r["b_seen"] for r in ordered],
-    )
+    seen = timestamps_text(seens)
+    await driver.execute(_PG_LATEST_STATE, pks, socs, _json_text(onlines), seen)
 
 
 async def _driver(session: AsyncSession) -> Any:
@@ -258,13 +367,18 @@ async def _driver(session: AsyncSession) -> Any:
 _PG_LOCK_DEVICES = """
 SELECT 1 FROM devices WHERE pk = ANY($1::uuid[]) ORDER BY pk FOR NO KEY UPDATE
 """
-# The same statement as `_LATEST_STATE`, in asyncpg's parameter style, over arrays.
+# The same statement as `_LATEST_STATE`, in asyncpg's parameter style, over arrays (the flags
+# as a JSON array and the times as text, as for `_ArrayUpsert`).
 _PG_LATEST_STATE = """
 UPDATE devices AS d
 SET state_of_charge_pct = COALESCE(b.soc, d.state_of_charge_pct),
     is_online = b.online,
     last_seen_at = b.seen
-FROM unnest($1::uuid[], $2::float8[], $3::bool[], $4::timestamptz[]) AS b(pk, soc, online, seen)
+FROM (
+    SELECT unnest($1::uuid[]) AS pk, unnest($2::float8[]) AS soc,
+        json_array_elements_text($3::json)::boolean AS online,
+        unnest($4::text::timestamptz[]) AS seen
+) AS b
 WHERE d.pk = b.pk AND (d.last_seen_at IS NULL OR d.last_seen_at <= b.seen)
 """
 

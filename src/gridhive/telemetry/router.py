@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from gridhive.auth.deps import OemPrincipal, SessionDep, UtilityPrincipal
 from gridhive.events import service as event_service
@@ -22,6 +22,7 @@ from gridhive.telemetry.schemas import (
     CapacityRead,
     CounterBatchIn,
     EventPerformanceRead,
+    ItemColumns,
     ItemResult,
     TelemetryBatchIn,
     TelemetryHistoricalQuery,
@@ -30,7 +31,7 @@ from gridhive.telemetry.schemas import (
     Time,
     TimelinePage,
     UtilityTelemetryPage,
-    ValidTelemetryBatch,
+    item_columns,
 )
 
 cloud_router = APIRouter(prefix="/v1", tags=["Cloud API"], route_class=IdempotentRoute)
@@ -47,7 +48,6 @@ _NO_PROGRAM: dict[int | str, dict[str, Any]] = {404: {"description": "Not your p
 _NO_EVENT: dict[int | str, dict[str, Any]] = {404: {"description": "Not your event"}}
 
 
-_VALID_BATCH = TypeAdapter(ValidTelemetryBatch)
 _BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -56,14 +56,13 @@ _BATCH_BODY: dict[str, Any] = {
 }
 
 
-def _battery_batch(raw: bytes) -> TelemetryBatchIn | ValidTelemetryBatch:
-    """The request body, validated in one pass from its bytes when every item is valid (the
-    hot path: 2-3x cheaper than decoding JSON, then validating item by item); otherwise
-    decoded for per-item answers, with FastAPI's 422 for a body that is not a batch at all."""
-    try:
-        return _VALID_BATCH.validate_json(raw)
-    except ValidationError:
-        pass
+def _battery_batch(raw: bytes) -> TelemetryBatchIn | ItemColumns:
+    """The request body: a batch of valid items as columns, validated in one pass from its bytes
+    (the hot path); otherwise decoded for per-item answers, with FastAPI's 422 for a body that
+    is not a batch at all."""
+    columns = item_columns(raw)
+    if columns is not None:
+        return columns
     if not raw:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
@@ -81,9 +80,14 @@ def _battery_batch(raw: bytes) -> TelemetryBatchIn | ValidTelemetryBatch:
         raise RequestValidationError(errors) from exc
 
 
+_STORED = json.dumps(service.STORED).encode()
+
+
 def _answers(answers: list[dict[str, str]]) -> Response:
-    # Encoded here rather than through `response_model`, which would validate 1,000 answers.
-    return Response(json.dumps(answers).encode(), media_type="application/json")
+    # Encoded here rather than through `response_model`, which would validate 1,000 answers;
+    # the common answer is encoded once. The same bytes as `json.dumps(answers)`.
+    encoded = [_STORED if a is service.STORED else json.dumps(a).encode() for a in answers]
+    return Response(b"[" + b", ".join(encoded) + b"]", media_type="application/json")
 
 
 @cloud_router.post(

@@ -30,17 +30,17 @@ from gridhive.programs.errors import ProgramNotFound
 from gridhive.programs.models import Program
 from gridhive.telemetry import repository
 from gridhive.telemetry.errors import BatchTooLarge
-from gridhive.telemetry.repository import AnyRow, IngestDevice, ReadScope
+from gridhive.telemetry.repository import INTERVAL_COLUMNS, AnyRow, IngestDevice, ReadScope
 from gridhive.telemetry.schemas import (
     MAX_ITEMS,
     CounterBatchIn,
     CounterTelemetryIn,
+    ItemColumns,
     TelemetryBatchIn,
     TelemetryHistoricalQuery,
     TelemetryItemIn,
     TelemetryLatestQuery,
     TelemetryReadQuery,
-    ValidTelemetryBatch,
 )
 
 # A device that has not reported for this long is offline in reads and capacity.
@@ -52,6 +52,10 @@ MAX_COUNTER_GAP = timedelta(hours=24)
 
 Item = TypeVar("Item", TelemetryItemIn, CounterTelemetryIn)
 _ITEM = TypeAdapter(TelemetryItemIn)
+# The item's fields stored as they are (`device_id` becomes `device_pk`).
+INTERVAL_ITEM_FIELDS = tuple(c for c in INTERVAL_COLUMNS if c != "device_pk")
+# Stands for a device found among the caller's live batteries (its pk is not looked at).
+_LIVE_BATTERY = IngestDevice(uuid.UUID(int=0), DeviceType.BATTERY, deleted=False)
 _COUNTER = TypeAdapter(CounterTelemetryIn)
 
 
@@ -63,11 +67,15 @@ def is_online(reported: bool | None, last_seen_at: datetime | None, now: datetim
 # Per-item results ------------------------------------------------------------------------------
 
 
+# The answer of most items: one shared object, so that the router can encode it once.
+STORED = {"status": "OK", "message": "stored"}
+
+
 class _Batch:
     """One answer per submitted item, in request order."""
 
     def __init__(self, size: int) -> None:
-        self.answers: list[dict[str, str]] = [{"status": "OK", "message": "stored"}] * size
+        self.answers: list[dict[str, str]] = [STORED] * size
 
     def fail(self, index: int, message: str) -> None:
         self.answers[index] = {"status": "FAILED", "message": message}
@@ -96,18 +104,32 @@ class _Batch:
         accepted = []
         for index, item in parsed:
             device = devices.get(item.device_id)
-            if device is None:
-                self.fail(index, f"unknown device '{item.device_id}'")
-            elif device.deleted:
-                self.fail(index, f"device '{item.device_id}' was deleted")
-            elif device.type != DeviceType.BATTERY:
-                self.fail(index, f"device '{item.device_id}' is a {device.type}, not a battery")
-            elif getattr(item, time_field) > latest_allowed:
-                when = isoformat_z(getattr(item, time_field))
-                self.fail(index, f"{time_field}: {when} is in the future")
+            when = getattr(item, time_field)
+            refusal = _refusal(item.device_id, device, (time_field, when), latest_allowed)
+            if refusal is not None:
+                self.fail(index, refusal)
             else:
+                assert device is not None
                 accepted.append((index, item, device.pk))
         return accepted
+
+
+def _refusal(
+    device_id: str,
+    device: IngestDevice | None,
+    time: tuple[str, datetime],
+    latest_allowed: datetime,
+) -> str | None:
+    """Why an item cannot be stored, or None; `time` is its time field's name and value."""
+    if device is None:
+        return f"unknown device '{device_id}'"
+    if device.deleted:
+        return f"device '{device_id}' was deleted"
+    if device.type != DeviceType.BATTERY:
+        return f"device '{device_id}' is a {device.type}, not a battery"
+    if time[1] > latest_allowed:
+        return f"{time[0]}: {isoformat_z(time[1])} is in the future"
+    return None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -141,65 +163,123 @@ async def _devices(
 async def ingest_battery(
     session: AsyncSession,
     principal: Principal,
-    body: TelemetryBatchIn | ValidTelemetryBatch,
+    body: TelemetryBatchIn | ItemColumns,
     now: datetime,
 ) -> list[dict[str, str]]:
-    """Store each valid item of the batch; answer every item in request order."""
-    if isinstance(body, ValidTelemetryBatch):
-        _check_size(body.telemetry)
-        batch = _Batch(len(body.telemetry))
-        parsed = list(enumerate(body.telemetry))
+    """Store each valid item of the batch; answer every item in request order.
+
+    A batch of valid items arrives as columns (`item_columns`) and stays columns to the
+    database: the common case runs no Python code per item. Other batches are validated item by
+    item first, then take the same path.
+    """
+    if isinstance(body, ItemColumns):
+        _check_size(body.positions)
+        batch = _Batch(body.size)
+        items = body
     else:
         raw = body.raw_items()
         _check_size(raw)
         batch = _Batch(len(raw))
         parsed = batch.parse(raw, _ITEM)
-    devices = await _devices(session, principal.org_id, parsed)
-    accepted = batch.resolve(parsed, devices, now + FUTURE_TOLERANCE, "start_time")
-    rows: dict[tuple[uuid.UUID, datetime], tuple[int, dict[str, Any]]] = {}
-    for index, item, device_pk in accepted:
-        # The validated fields are the interval's columns plus `device_id`: one C-level copy
-        # of the model's __dict__ instead of a model_dump or a comprehension per item.
-        row = {**item.__dict__, "device_pk": device_pk}
-        del row["device_id"]
-        _keep_last(batch, rows, (device_pk, item.start_time), index, row)
-    interval_rows = [row for _, row in rows.values()]
-    await repository.upsert_intervals(session, interval_rows)
-    await repository.update_latest_state(session, _latest_states(interval_rows))
+        items = ItemColumns.of_items([i for _, i in parsed], [n for n, _ in parsed], len(raw))
+    rows, pks = await _resolve_columns(
+        session, principal.org_id, batch, items, now + FUTURE_TOLERANCE
+    )
+    rows = _last_of_each(batch, items, rows, pks)
+    intervals = _interval_columns(items, rows, pks)
+    await repository.upsert_interval_columns(session, intervals)
+    await repository.update_latest_state_columns(session, *_latest_state_columns(intervals))
     return batch.answers
 
 
-def _keep_last(
+async def _resolve_columns(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
     batch: _Batch,
-    rows: dict[tuple[uuid.UUID, datetime], tuple[int, dict[str, Any]]],
-    key: tuple[uuid.UUID, datetime],
-    index: int,
-    row: dict[str, Any],
-) -> None:
+    items: ItemColumns,
+    latest_allowed: datetime,
+) -> tuple[list[int], list[uuid.UUID | None]]:
+    """The rows of the caller's live batteries, not from the future, and every row's device pk
+    (None when it has none); the other rows are FAILED."""
+    ids = items.values["device_id"]
+    starts = items.values["start_time"]
+    live = await repository.live_battery_pks(session, tenant_id, set(ids)) if ids else {}
+    pks = list(map(live.get, ids))
+    if None not in pks and (not starts or max(starts) <= latest_allowed):
+        return list(range(len(ids))), pks
+    # Rare: say why each refused item was refused.
+    unknown = {device_id for device_id, pk in zip(ids, pks, strict=True) if pk is None}
+    devices = await repository.devices_by_ids(session, tenant_id, unknown) if unknown else {}
+    accepted = []
+    for row, (device_id, pk, start) in enumerate(zip(ids, pks, starts, strict=True)):
+        device = devices.get(device_id) if pk is None else _LIVE_BATTERY
+        refusal = _refusal(device_id, device, ("start_time", start), latest_allowed)
+        if refusal is None:
+            accepted.append(row)
+        else:
+            batch.fail(items.positions[row], refusal)
+    return accepted, pks
+
+
+def _last_of_each(
+    batch: _Batch, items: ItemColumns, rows: list[int], pks: Sequence[uuid.UUID | None]
+) -> list[int]:
     """A later item for the same device and start replaces an earlier one of the batch."""
-    earlier = rows.get(key)
-    if earlier is not None:
-        batch.ok(earlier[0], f"replaced by item {index} (same device_id and start_time)")
-    rows[key] = (index, row)
-
-
-def _latest_states(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest interval of each device as its latest state (seen at the interval's end)."""
-    newest: dict[uuid.UUID, tuple[datetime, dict[str, Any]]] = {}
+    ids = items.values["device_id"]
+    if len(rows) == len(ids) and len(set(ids)) == len(ids):  # one item per device
+        return rows
+    starts, positions = items.values["start_time"], items.positions
+    kept: dict[tuple[uuid.UUID | None, datetime], int] = {}
     for row in rows:
-        seen = row["start_time"] + timedelta(seconds=row["duration_s"])
-        known = newest.get(row["device_pk"])
-        if known is None or seen > known[0]:
-            newest[row["device_pk"]] = (seen, row)
-    return [
-        {
-            "b_pk": device_pk,
-            "b_soc": row["battery_last_state_of_charge_percentage"],
-            "b_online": row["last_is_online"] is not False,
-            "b_seen": seen,
-        }
-        for device_pk, (seen, row) in newest.items()
-    ]
+        key = (pks[row], starts[row])
+        earlier = kept.get(key)
+        if earlier is not None:
+            message = f"replaced by item {positions[row]} (same device_id and start_time)"
+            batch.ok(positions[earlier], message)
+        kept[key] = row
+    return list(kept.values())
+
+
+def _interval_columns(
+    items: ItemColumns, rows: list[int], pks: Sequence[uuid.UUID | None]
+) -> dict[str, Sequence[Any]]:
+    """The rows' columns as `telemetry_intervals` has them: `device_pk` for `device_id`."""
+    columns = {name: items.values[name] for name in INTERVAL_ITEM_FIELDS}
+    columns["device_pk"] = pks
+    return columns if len(rows) == len(pks) else _pick(columns, rows)
+
+
+def _pick(columns: dict[str, Sequence[Any]], rows: Sequence[int]) -> dict[str, Sequence[Any]]:
+    return {name: [column[row] for row in rows] for name, column in columns.items()}
+
+
+def _latest_state_columns(
+    intervals: dict[str, Sequence[Any]],
+) -> tuple[Sequence[uuid.UUID], Sequence[float | None], list[bool], Sequence[datetime]]:
+    """Each device's newest interval as its latest state, seen at the interval's end:
+    (pks, states of charge, online flags, seen at), one entry per device."""
+    durations = intervals["duration_s"]
+    spans = {duration: timedelta(seconds=duration) for duration in set(durations)}
+    states = {
+        "pk": intervals["device_pk"],
+        "soc": intervals["battery_last_state_of_charge_percentage"],
+        "online": intervals["last_is_online"],
+        "seen": [s + spans[d] for s, d in zip(intervals["start_time"], durations, strict=True)],
+    }
+    if len(set(states["pk"])) < len(states["pk"]):  # several intervals of a device
+        states = _pick(states, _newest_of_each(states["pk"], states["seen"]))
+    onlines = [online is not False for online in states["online"]]
+    return states["pk"], states["soc"], onlines, states["seen"]
+
+
+def _newest_of_each(pks: Sequence[uuid.UUID], seens: Sequence[datetime]) -> list[int]:
+    """The row of each device seen last (the first of equals)."""
+    newest: dict[uuid.UUID, int] = {}
+    for row, (pk, seen) in enumerate(zip(pks, seens, strict=True)):
+        known = newest.get(pk)
+        if known is None or seen > seens[known]:
+            newest[pk] = row
+    return list(newest.values())
 
 
 # Counter telemetry -----------------------------------------------------------------------------
