@@ -7,7 +7,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.kit.time import frozen_time, utc_now
+from gridhive.commands import service as command_service
+from gridhive.commands.models import Command, DeviceStatus
+from gridhive.commands.schemas import CommandAck, CommandRead
+from gridhive.kit.time import frozen_time, isoformat_z, utc_now
 from tests.factories import (
     Tenant,
     create_command,
@@ -193,3 +196,95 @@ class TestAcknowledge:
             "/v1/command/not-a-uuid", json={"device_status": "OK"}, headers=oem.headers
         )
         assert malformed.status_code == 422
+
+
+class TestAcknowledgementAnswer:
+    """The ack's answer is Flip's Command (§9.6) as stored, and only real changes are stored."""
+
+    async def test_answer_is_the_stored_command(
+        self, client: httpx.AsyncClient, session: AsyncSession, oem: Tenant, command_id: str
+    ) -> None:
+        at = utc_now().replace(microsecond=0) + timedelta(minutes=1)
+        with frozen_time(at):
+            response = await client.patch(
+                f"/v1/command/{command_id}",
+                json={"device_status": "FAILED_OFFLINE", "device_status_reason": "No signal"},
+                headers=oem.headers,
+            )
+        assert response.status_code == 200
+        command = await session.get(Command, uuid.UUID(command_id), populate_existing=True)
+        assert command is not None
+        assert response.json() == CommandRead.model_validate(command).model_dump(mode="json")
+        assert response.json()["updated_at"] == isoformat_z(at)
+        assert command.acknowledged_at == at
+        polled = (await client.get("/v1/commands", headers=oem.headers)).json()
+        assert polled == [response.json()]
+
+    async def test_a_new_reason_is_a_change_and_no_reason_keeps_the_stored_one(
+        self, client: httpx.AsyncClient, oem: Tenant, command_id: str
+    ) -> None:
+        start = utc_now().replace(microsecond=0)
+
+        async def ack(minutes: int, body: dict[str, str]) -> dict[str, object]:
+            with frozen_time(start + timedelta(minutes=minutes)):
+                response = await client.patch(
+                    f"/v1/command/{command_id}", json=body, headers=oem.headers
+                )
+            assert response.status_code == 200
+            answer: dict[str, object] = response.json()
+            return answer
+
+        first = await ack(1, {"device_status": "OK", "device_status_reason": "Scheduled"})
+        same = await ack(2, {"device_status": "OK", "device_status_reason": "Scheduled"})
+        no_reason = await ack(3, {"device_status": "OK"})
+        new_reason = await ack(4, {"device_status": "OK", "device_status_reason": "Rescheduled"})
+        assert same == first
+        assert no_reason == first
+        assert new_reason["device_status_reason"] == "Rescheduled"
+        assert new_reason["updated_at"] == isoformat_z(start + timedelta(minutes=4))
+
+    async def test_another_status_without_a_reason_clears_the_reason(
+        self, client: httpx.AsyncClient, oem: Tenant, command_id: str
+    ) -> None:
+        await client.patch(
+            f"/v1/command/{command_id}",
+            json={"device_status": "OK", "device_status_reason": "Scheduled"},
+            headers=oem.headers,
+        )
+        response = await client.patch(
+            f"/v1/command/{command_id}", json={"device_status": "FAILED"}, headers=oem.headers
+        )
+        assert response.json()["device_status"] == "FAILED_FAULT"
+        assert response.json()["device_status_reason"] is None
+
+    async def test_another_oems_ack_changes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        other_oem: Tenant,
+        command_id: str,
+    ) -> None:
+        response = await client.patch(
+            f"/v1/command/{command_id}", json={"device_status": "OK"}, headers=other_oem.headers
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "NOT_FOUND"
+        command = await session.get(Command, uuid.UUID(command_id), populate_existing=True)
+        assert command is not None
+        assert command.device_status == DeviceStatus.PENDING
+        assert command.acknowledged_at is None
+
+    async def test_a_command_the_session_holds_sees_the_ack(
+        self, session: AsyncSession, oem: Tenant, command_id: str
+    ) -> None:
+        # A worker that loaded the command before the ack reads the acknowledged values.
+        loaded = await session.get(Command, uuid.UUID(command_id))
+        assert loaded is not None
+        await command_service.acknowledge(
+            session,
+            tenant_id=oem.org.id,
+            command_id=loaded.id,
+            ack=CommandAck(device_status="OK"),
+        )
+        assert loaded.device_status == DeviceStatus.OK
+        assert loaded.acknowledged_at is not None

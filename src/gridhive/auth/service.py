@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,76 @@ class Principal:
     via: Literal["key", "oauth", "site"]
     api_key_id: uuid.UUID | None = None
     site_pk: uuid.UUID | None = None
+
+
+# Credential cache ------------------------------------------------------------------------------
+# Every API call used to look its bearer credential up in the database. A device maker's cloud
+# acknowledging thousands of commands a second sends the same key each time, so the principal
+# behind a credential that just worked is kept for a few seconds.
+#
+# How long a revoked key can keep working:
+# - revoked in this process (Admin API, dashboard): not at all. Revoking forgets every entry,
+#   when the revocation is flushed and again when it commits; a lookup that was under way
+#   meanwhile (and may have read the key as still valid) is not stored.
+# - revoked by another process (`gridhive admin revoke-key`, another API process): at most
+#   CREDENTIAL_CACHE_TTL_S, after which the credential is looked up again.
+# Tokens keep their expiry: a cached token past its `expires_at` is refused as before.
+
+CREDENTIAL_CACHE_TTL_S = 5.0  # the revocation delay across processes; ~1 lookup per 5 s per key
+CREDENTIAL_CACHE_MAX = 10_000  # entries; the oldest goes first
+
+
+@dataclass(frozen=True)
+class _Cached:
+    principal: Principal
+    fresh_until: float  # on the cache's clock
+    expires_at: datetime | None  # a token's own expiry
+
+
+class CredentialCache:
+    """Principals of credentials that authenticated, by the credential's SHA-256, for a while.
+
+    Only successes are kept: a wrong or unknown credential is looked up every time.
+    """
+
+    def __init__(
+        self, *, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self.generation = 0  # moves on at every revocation
+        self._entries: dict[str, _Cached] = {}
+
+    def get(self, digest: str) -> _Cached | None:
+        entry = self._entries.get(digest)
+        if entry is not None and entry.fresh_until <= self.clock():
+            del self._entries[digest]
+            return None
+        return entry
+
+    def put(
+        self,
+        digest: str,
+        principal: Principal,
+        *,
+        looked_up_in: int,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Keep `principal`, unless a revocation happened since the lookup began
+        (generation `looked_up_in`): the lookup may have read a key that is now revoked."""
+        if looked_up_in != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[digest] = _Cached(principal, self.clock() + self.ttl_s, expires_at)
+
+    def forget_all(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
+credential_cache = CredentialCache(ttl_s=CREDENTIAL_CACHE_TTL_S, max_entries=CREDENTIAL_CACHE_MAX)
 
 
 # Organisations -------------------------------------------------------------------------------
@@ -101,7 +172,19 @@ async def revoke_api_key(
     if key.revoked_at is None:
         key.revoked_at = utc_now()
         await session.flush()
+        _forget_credentials_now_and_at_commit(session)
     return key
+
+
+def _forget_credentials_now_and_at_commit(session: AsyncSession) -> None:
+    """Empty the credential cache, and again once the revocation is committed: a request
+    authenticated in between read the key as it was before the commit."""
+    credential_cache.forget_all()
+
+    def after_commit(_session: Any) -> None:
+        credential_cache.forget_all()
+
+    sa.event.listen(session.sync_session, "after_commit", after_commit, once=True)
 
 
 async def _active_key(session: AsyncSession, public_id: str, secret: str) -> ApiKey | None:
@@ -175,17 +258,33 @@ async def consume_session_token(session: AsyncSession, token: str) -> AccessToke
 
 
 async def authenticate(session: AsyncSession, credential: str) -> Principal:
-    """Resolve a bearer credential (API key, OAuth token or site token) to its Principal."""
+    """Resolve a bearer credential (API key, OAuth token or site token) to its Principal.
+
+    Served from `credential_cache` when the credential worked in the last few seconds.
+    """
+    digest = hash_secret(credential)  # the credential itself is never kept
+    if cached := credential_cache.get(digest):
+        if cached.expires_at is not None and cached.expires_at <= utc_now():
+            raise InvalidCredentials("The token has expired; request a new one")
+        return cached.principal
+    generation = credential_cache.generation
+    principal, expires_at = await _look_up(session, credential)
+    credential_cache.put(digest, principal, looked_up_in=generation, expires_at=expires_at)
+    return principal
+
+
+async def _look_up(session: AsyncSession, credential: str) -> tuple[Principal, datetime | None]:
+    """The principal behind a credential, from the database; with a token's expiry."""
     if parts := split_key(credential):
         key = await _active_key(session, *parts)
         if key is None:
             raise InvalidCredentials("Invalid or revoked API key")
         org = await get_organization_or_raise(session, key.org_id)
-        return Principal(org_id=org.id, kind=org.kind, via="key", api_key_id=key.id)
+        return Principal(org_id=org.id, kind=org.kind, via="key", api_key_id=key.id), None
     return await _authenticate_token(session, credential)
 
 
-async def _authenticate_token(session: AsyncSession, credential: str) -> Principal:
+async def _authenticate_token(session: AsyncSession, credential: str) -> tuple[Principal, datetime]:
     row = (
         await session.execute(
             sa.select(AccessToken, Organization.kind, ApiKey.revoked_at)
@@ -205,9 +304,10 @@ async def _authenticate_token(session: AsyncSession, credential: str) -> Princip
     if key_revoked_at is not None:
         raise InvalidCredentials("The API key behind this token was revoked")
     via: Literal["oauth", "site"] = "site" if token.kind == TokenKind.SITE else "oauth"
-    return Principal(
+    principal = Principal(
         org_id=token.org_id, kind=kind, via=via, api_key_id=token.api_key_id, site_pk=token.site_pk
     )
+    return principal, token.expires_at
 
 
 # Web sessions ----------------------------------------------------------------------------------

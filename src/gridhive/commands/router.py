@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from gridhive.auth.deps import OemPrincipal, SessionDep, UtilityPrincipal
 from gridhive.commands import lifecycle, service
@@ -57,10 +58,13 @@ async def _acknowledge(
     body: CommandAck,
     session: SessionDep,
     principal: OemPrincipal,
-) -> object:
-    return await service.acknowledge(
+) -> Response:
+    # The service answers with Flip's Command as JSON already (`command_payload`, the shape
+    # of CommandRead): sent as it is, without validating it again against the response model.
+    payload = await service.acknowledge(
         session, tenant_id=principal.org_id, command_id=command_id, ack=body
     )
+    return JSONResponse(payload)
 
 
 router.add_api_route(

@@ -6,10 +6,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from gridhive.commands.errors import CommandNotFound
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
@@ -53,29 +55,110 @@ async def get_command_or_raise(
     return command
 
 
+# The acknowledgement is the Cloud API's hottest call (one per command per device), so it is
+# one UPDATE ... RETURNING of the answer's columns, built once: no ORM load of the whole row
+# (plan explanation included), no flush. A repeat matches no row and costs one more SELECT.
+_commands = cast(sa.Table, Command.__table__)
+_PAYLOAD_COLUMNS = tuple(
+    _commands.c[name]
+    for name in (
+        "id",
+        "event_id",
+        "device_id",
+        "starts_at",
+        "ends_at",
+        "duration_s",
+        "is_preparatory_action",
+        "mode",
+        "power_mode",
+        "setpoint_w",
+        "enable_grid_import",
+        "backup_reserve_percentage",
+        "status",
+        "device_status",
+        "device_status_reason",
+        "created_at",
+        "updated_at",
+    )
+)
+_OWNED = sa.and_(
+    _commands.c.id == sa.bindparam("owned_id"),
+    _commands.c.tenant_id == sa.bindparam("owner_id"),
+)
+_NEW_STATUS = _commands.c.device_status != sa.bindparam("ack_status")
+_NEW_REASON = _commands.c.device_status_reason.is_distinct_from(sa.bindparam("ack_reason"))
+
+
+def _ack_statement(changes: sa.ColumnElement[bool]) -> sa.Update:
+    return (
+        sa.update(_commands)
+        .where(_OWNED, changes)
+        .values(
+            device_status=sa.bindparam("set_status"),
+            device_status_reason=sa.bindparam("set_reason"),
+            acknowledged_at=sa.bindparam("set_acknowledged_at"),
+            updated_at=sa.bindparam("set_updated_at"),
+        )
+        .returning(*_PAYLOAD_COLUMNS)
+    )
+
+
+# An ack without a reason repeats when the status is the same; with one, when both are.
+_ACK_STATUS = _ack_statement(_NEW_STATUS)
+_ACK_STATUS_AND_REASON = _ack_statement(sa.or_(_NEW_STATUS, _NEW_REASON))
+_READ_OWNED = sa.select(*_PAYLOAD_COLUMNS).where(_OWNED)
+
+
 async def acknowledge(
     session: AsyncSession, *, tenant_id: uuid.UUID, command_id: uuid.UUID, ack: CommandAck
-) -> Command:
-    """Record the device's answer. Repeating the same answer changes nothing (idempotent)."""
-    command = await get_command_or_raise(session, tenant_id=tenant_id, command_id=command_id)
-    new_status = ack.normalised_status
-    reason = ack.device_status_reason
-    if command.device_status == new_status and (
-        reason is None or reason == command.device_status_reason
-    ):
-        return command
-    now = utc_now()
-    command.device_status = new_status
-    command.device_status_reason = reason
-    command.acknowledged_at = now
-    command.updated_at = now
-    await session.flush()
-    return command
+) -> dict[str, Any]:
+    """Record the device's answer; Flip's Command as JSON. Repeating the same answer changes
+    nothing (idempotent). Another tenant's command is not found."""
+    status, reason, now = ack.normalised_status, ack.device_status_reason, utc_now()
+    # Bound names differ from the columns': an UPDATE reserves those for its SET clause.
+    owner = {"owned_id": command_id, "owner_id": tenant_id}
+    statement = _ACK_STATUS if reason is None else _ACK_STATUS_AND_REASON
+    parameters = {
+        **owner,
+        "ack_status": status,
+        "ack_reason": reason,
+        "set_status": status,
+        "set_reason": reason,
+        "set_acknowledged_at": now,
+        "set_updated_at": now,
+    }
+    row = (await session.execute(statement, parameters)).one_or_none()
+    if row is not None:
+        _refresh_loaded(session, command_id, status, reason, now)
+        return command_payload(row)
+    row = (await session.execute(_READ_OWNED, owner)).one_or_none()
+    if row is None:
+        raise CommandNotFound(f"No command with id {command_id}")
+    return command_payload(row)
 
 
-def command_payload(command: Command) -> dict[str, Any]:
+def _refresh_loaded(
+    session: AsyncSession,
+    command_id: uuid.UUID,
+    status: DeviceStatus,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    """The session may hold the command already (a worker or a test that loaded it): give it
+    the stored values, as an ORM flush would have."""
+    command = session.identity_map.get(identity_key(Command, command_id))
+    if command is None:
+        return
+    set_committed_value(command, "device_status", status)
+    set_committed_value(command, "device_status_reason", reason)
+    set_committed_value(command, "acknowledged_at", now)
+    set_committed_value(command, "updated_at", now)
+
+
+def command_payload(command: Command | sa.Row[Any]) -> dict[str, Any]:
     """Flip's Command as JSON, built directly: events write one per device at fleet scale.
 
+    Takes a Command or a row of its columns (the acknowledgement's RETURNING).
     tests/commands check it equals `CommandRead.model_validate(command).model_dump(mode="json")`.
     """
     return {
@@ -86,7 +169,15 @@ def command_payload(command: Command) -> dict[str, Any]:
         "ends_at": None if command.ends_at is None else isoformat_z(command.ends_at),
         "duration_s": command.duration_s,
         "is_preparatory_action": command.is_preparatory_action,
-        "battery_commands": command.battery_commands,
+        "battery_commands": {
+            "mode": command.mode,
+            "power_mode": command.power_mode,
+            "setpoint_w": command.setpoint_w,
+            "enable_grid_import": command.enable_grid_import,
+            "enable_grid_export": None,
+            "backup_reserve_percentage": command.backup_reserve_percentage,
+            "maximum_charge_percentage": None,
+        },
         "status": command.status.value,
         "device_status": command.device_status.value,
         "device_status_reason": command.device_status_reason,

@@ -1,13 +1,14 @@
-"""Engine creation: SQLite pragmas and savepoint support, asyncpg pool for PostgreSQL."""
+"""Engine creation: connection pools; SQLite pragmas and savepoint support."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 # Execution option for work that only reads: on SQLite it begins a deferred transaction, which
 # in WAL mode reads a snapshot without waiting for the writer.
@@ -32,13 +33,52 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+    """An engine with a pool of `pool_size` connections (as many again for bursts).
+
+    SQLite is pooled too: a new aiosqlite connection is a thread start plus four pragmas, which
+    used to be paid on every request. Pooling changes nothing for writers: they still queue on
+    the database file's lock (BEGIN IMMEDIATE and busy_timeout, below), in this process and
+    across processes.
+    """
     url = normalise_url(url)
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "echo": echo}
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, poolclass=NullPool)
+        # Reset on return only when needed (_install_sqlite_pragmas): an unconditional
+        # rollback is one more trip to the connection's thread per request.
+        engine = create_async_engine(url, pool_reset_on_return=None, **kwargs)
         _install_sqlite_pragmas(engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "echo": echo}
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _install_idle_ping(engine)
+    return engine
+
+
+# A pooled connection that sat unused for longer than this is tested before it is handed out:
+# the server may have closed it meanwhile (restart, idle timeout, failover). One in steady use
+# is not: SQLAlchemy's pool_pre_ping tests every checkout, which on asyncpg is three round trips
+# (BEGIN, a ping, ROLLBACK), as much as the whole work of a small request. A connection that
+# breaks while busy fails that one request, and SQLAlchemy then replaces the whole pool.
+PING_AFTER_IDLE_S = 10.0
+_IDLE_SINCE = "gridhive_idle_since"
+
+
+def _install_idle_ping(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # whatever the driver raises for a dead connection
+            # The pool drops this connection and checks out another (or a new one).
+            raise DisconnectionError("pooled connection lost while idle") from exc
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -65,3 +105,12 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    @event.listens_for(sync_engine, "reset")
+    def _roll_back_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
+        # A connection given back inside a transaction (not committed or rolled back by its
+        # user) must not keep the write lock or hand its changes to the next user.
+        if not state.asyncio_safe:
+            return  # collected outside the event loop: nothing can be awaited (as SQLAlchemy)
+        if record is None or record.driver_connection.in_transaction:
+            dbapi_connection.rollback()

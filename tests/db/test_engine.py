@@ -1,0 +1,96 @@
+"""Pooled SQLite connections keep the guarantees a fresh connection had: pragmas, writers that
+queue instead of failing, no transaction left open for the next user."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gridhive.db import engine as db_engine
+from gridhive.db.engine import create_engine, is_sqlite
+
+
+@pytest.fixture
+async def sqlite_file(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INT)"))
+        await connection.execute(sa.text("INSERT INTO counter VALUES (1, 0)"))
+    await engine.dispose()
+    return url
+
+
+async def test_every_connection_has_the_pragmas(sqlite_file: str) -> None:
+    engine = create_engine(sqlite_file, pool_size=2)
+    try:
+        for _ in range(4):  # new connections, then reused ones
+            async with engine.connect() as connection:
+                assert await connection.scalar(sa.text("PRAGMA foreign_keys")) == 1
+                assert await connection.scalar(sa.text("PRAGMA journal_mode")) == "wal"
+                assert await connection.scalar(sa.text("PRAGMA busy_timeout")) == 30000
+    finally:
+        await engine.dispose()
+
+
+async def _increment(engine: AsyncEngine) -> None:
+    # Read, then write from what was read: only correct if writers take turns.
+    async with engine.begin() as connection:
+        n = await connection.scalar(sa.text("SELECT n FROM counter WHERE id = 1"))
+        await asyncio.sleep(0)
+        await connection.execute(sa.text("UPDATE counter SET n = :n WHERE id = 1"), {"n": n + 1})
+
+
+async def test_writers_of_two_engines_take_turns(sqlite_file: str) -> None:
+    # Two engines on one file stand for two processes (the API and its worker).
+    first, second = create_engine(sqlite_file, pool_size=3), create_engine(sqlite_file, pool_size=3)
+    try:
+        await asyncio.gather(*(_increment(e) for e in (first, second) for _ in range(15)))
+        async with first.connect() as connection:
+            assert await connection.scalar(sa.text("SELECT n FROM counter")) == 30
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_connection_given_back_mid_transaction_is_rolled_back(sqlite_file: str) -> None:
+    engine = create_engine(sqlite_file, pool_size=1)
+    other = create_engine(sqlite_file, pool_size=1)
+    try:
+        connection = await engine.connect()
+        await connection.begin()
+        await connection.execute(sa.text("UPDATE counter SET n = 99"))
+        await connection.close()  # without commit
+        # The write lock is gone (the other engine can write) and the change with it.
+        async with other.begin() as writer:
+            await writer.execute(sa.text("UPDATE counter SET n = n + 1"))
+        async with engine.connect() as reader:
+            assert await reader.scalar(sa.text("SELECT n FROM counter")) == 1
+    finally:
+        await engine.dispose()
+        await other.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_connection_closed_by_the_server_while_idle_is_replaced(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if is_sqlite(database_url):
+        pytest.skip("needs PostgreSQL")
+    engine, admin = create_engine(database_url, pool_size=1), create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            first_pid = await connection.scalar(sa.text("SELECT pg_backend_pid()"))
+        # The server ends the pooled connection while it sits idle (a restart, a timeout).
+        async with admin.connect() as other:
+            await other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_S", 0.0)
+        async with engine.connect() as connection:
+            assert await connection.scalar(sa.text("SELECT pg_backend_pid()")) != first_pid
+    finally:
+        await engine.dispose()
+        await admin.dispose()
