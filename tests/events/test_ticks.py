@@ -22,7 +22,7 @@ from gridhive.auth.models import OrgKind
 from gridhive.auth.service import Principal
 from gridhive.commands import service as command_service
 from gridhive.commands.models import Command, DeviceStatus
-from gridhive.commands.schemas import CommandAck
+from gridhive.commands.schemas import CommandAck, CommandRead
 from gridhive.config import SchedulerSettings, Settings
 from gridhive.events import service as event_service
 from gridhive.events import ticks
@@ -319,6 +319,25 @@ class TestAckDeadlineAtTheEnd:
             "b-3": "FAILED_OFFLINE",
         }
         assert ended["b-2"]["device_status_reason"] == "not acknowledged"
+
+
+class TestWireForm:
+    async def test_command_ended_carries_the_final_command_as_the_api_shows_it(
+        self, session: AsyncSession, fleet: Fleet
+    ) -> None:
+        with frozen_time(T0):
+            event = await dispatch(session, fleet, [action(T0 + timedelta(hours=1))])
+        walk = Walk(session, event)
+        await walk.skip_existing()
+
+        ended = by_type(await walk.run_until(event.ends_at), "command.ended")
+
+        commands = {c.id: c for c in await commands_of(session, event.id)}
+        assert command_ids(ended) == set(commands), "pre-charges and discharges"
+        for message in ended:
+            shown = CommandRead.model_validate(commands[message.command_id])
+            assert message.payload == {**shown.model_dump(mode="json"), "object_type": "command"}
+        assert {m.payload["device_status_reason"] for m in ended} == {"not acknowledged"}
 
 
 class TestNothingForWhatIsNotInForce:

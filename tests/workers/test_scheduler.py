@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from gridhive.app import create_app
 from gridhive.config import SchedulerSettings, Settings
@@ -160,6 +161,140 @@ class TestFailures:
         assert job.attempts == len(queue_schedule.JOB_RETRY_SCHEDULE) + 1
         assert len(calls) == job.attempts
         assert await scheduler.drain(now + timedelta(days=1)) == 0
+
+
+class TestProcessesThatDie:
+    """A handler that kills its process records no failure: the runs are counted as they
+    begin, and a job that began every one of its tries without finishing ends dead."""
+
+    async def test_a_job_killing_its_process_every_run_ends_dead_after_its_tries(
+        self, committed: CommittedDb
+    ) -> None:
+        calls: list[datetime] = []
+
+        async def kills_its_process(session: Any, context: schedule.JobContext) -> None:
+            calls.append(context.now)
+            raise Crash
+
+        handlers = {"test.fatal": kills_its_process}
+        async with unit_of_work(committed.sessionmaker) as session:
+            await queue_schedule.schedule(session, "test.fatal", "one", T0)
+        tries = len(queue_schedule.JOB_RETRY_SCHEDULE) + 1
+        abandoned_before = abandoned_runs("test.fatal")
+
+        now = await crash_every_run(committed, handlers, T0, tries)
+
+        [job] = await jobs(committed)
+        assert (job.state, job.runs_started, job.attempts) == (JobState.RUNNING, tries, 0)
+        survivor = make_scheduler(committed, "survivor", handlers=handlers)
+        assert await survivor.run_once(now) == 1
+
+        assert len(calls) == tries, "not run again after its last try"
+        [job] = await jobs(committed)
+        assert (job.state, job.done_at, job.leased_by) == (JobState.DEAD, now, None)
+        assert job.last_error == (
+            f"gave up after {tries} runs: {tries} never finished (the scheduler's process"
+            " died or outlived its lease), 0 failed"
+        )
+        assert await survivor.drain(now + timedelta(days=1)) == 0
+        # Every run after the first found its predecessor abandoned.
+        assert abandoned_runs("test.fatal") - abandoned_before == tries - 1
+        found = samples(bytes((await metrics.render(committed.sessionmaker)).body).decode())
+        assert found[("gridhive_scheduled_jobs_dead", (("kind", "test.fatal"),))] == 1
+
+    async def test_failures_and_deaths_share_the_tries(self, committed: CommittedDb) -> None:
+        outcomes = [RuntimeError("broken"), Crash(), RuntimeError("broken")]
+        calls: list[datetime] = []
+
+        async def flaky(session: Any, context: schedule.JobContext) -> None:
+            calls.append(context.now)
+            raise outcomes.pop(0) if outcomes else Crash()
+
+        async with unit_of_work(committed.sessionmaker) as session:
+            await queue_schedule.schedule(session, "test.flaky", "one", T0)
+        scheduler = make_scheduler(committed, "s", handlers={"test.flaky": flaky})
+        now = T0
+        for _ in range(len(queue_schedule.JOB_RETRY_SCHEDULE) + 1):
+            try:
+                await scheduler.run_once(now)
+            except Crash:
+                scheduler = make_scheduler(
+                    committed, f"s-{len(calls)}", handlers=scheduler.handlers
+                )
+            now += LEASE + timedelta(hours=1)  # past any lease and any backoff
+
+        assert await scheduler.run_once(now) == 1
+        [job] = await jobs(committed)
+        assert len(calls) == len(queue_schedule.JOB_RETRY_SCHEDULE) + 1
+        assert (job.state, job.attempts) == (JobState.DEAD, 2)
+        assert job.last_error is not None
+        assert "6 runs: 4 never finished" in job.last_error
+
+    async def test_the_jobs_claimed_with_it_are_not_counted_and_run_afterwards(
+        self, committed: CommittedDb
+    ) -> None:
+        ran: list[str] = []
+
+        async def kills_its_process(session: Any, context: schedule.JobContext) -> None:
+            raise Crash
+
+        async def works(session: Any, context: schedule.JobContext) -> None:
+            ran.append(context.job.key)
+
+        handlers = {"test.fatal": kills_its_process, "test.fine": works}
+        async with unit_of_work(committed.sessionmaker) as session:
+            await queue_schedule.schedule(session, "test.fatal", "first", T0)
+            await queue_schedule.schedule(session, "test.fine", "second", T0 + timedelta(seconds=1))
+        tries = len(queue_schedule.JOB_RETRY_SCHEDULE) + 1
+
+        # Each pass claims both and dies in the first: the second never begins.
+        now = await crash_every_run(committed, handlers, T0 + timedelta(seconds=1), tries)
+        fine = next(j for j in await jobs(committed) if j.kind == "test.fine")
+        assert (fine.state, fine.runs_started) == (JobState.RUNNING, 0)
+
+        assert await make_scheduler(committed, "survivor", handlers=handlers).run_once(now) == 2
+
+        states = {j.kind: j.state for j in await jobs(committed)}
+        assert states == {"test.fatal": JobState.DEAD, "test.fine": JobState.DONE}
+        assert ran == ["second"]
+
+    async def test_a_periodic_kind_keeps_its_next_run(self, committed: CommittedDb) -> None:
+        async def kills_its_process(session: Any, context: schedule.JobContext) -> bool:
+            raise Crash
+
+        hourly = schedule.Periodic("test.hourly", timedelta(hours=1), kills_its_process)
+        async with unit_of_work(committed.sessionmaker) as session:
+            await schedule.seed(session, [hourly], now=T0 - timedelta(minutes=1))
+        tries = len(queue_schedule.JOB_RETRY_SCHEDULE) + 1
+        now = T0
+        for run in range(tries):
+            with pytest.raises(Crash):
+                await make_scheduler(committed, f"s-{run}", periodic=[hourly]).run_once(now)
+            now += LEASE + timedelta(seconds=1)
+
+        assert await make_scheduler(committed, "survivor", periodic=[hourly]).run_once(now) == 1
+
+        rows = await jobs(committed)
+        assert [(r.state, r.due_at) for r in rows] == [
+            (JobState.DEAD, T0),
+            (JobState.PENDING, hourly.next_due(now)),
+        ]
+
+
+async def crash_every_run(
+    db: CommittedDb, handlers: dict[str, schedule.Handler], now: datetime, runs: int
+) -> datetime:
+    """`runs` schedulers in turn, each dying in a handler; the time the last lease ran out."""
+    for run in range(runs):
+        with pytest.raises(Crash):
+            await make_scheduler(db, f"s-{run}", handlers=handlers).run_once(now)
+        now += LEASE + timedelta(seconds=1)
+    return now
+
+
+def abandoned_runs(kind: str) -> float:
+    value = REGISTRY.get_sample_value("gridhive_scheduled_job_runs_abandoned_total", {"kind": kind})
+    return value or 0.0
 
 
 class TestTwoSchedulers:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
-from gridhive.commands.service import command_payload
+from gridhive.commands.rows import command_rows, messages
 from gridhive.db.base import UTCDateTime
 from gridhive.webhooks import service as webhook_service
 from gridhive.webhooks.models import Delivery, DeliveryState, OutboundMessage
@@ -157,22 +157,11 @@ async def _resend(session: AsyncSession, ids: Sequence[uuid.UUID], *, now: datet
         .values(resend_count=Command.resend_count + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    commands = (
-        await session.scalars(
-            sa.select(Command)
-            .where(Command.id.in_(ids))
-            .order_by(Command.device_id, Command.id)
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    # Plain rows, read after the UPDATE: the resends carry the new updated_at.
+    resent = await command_rows(session, Command.id.in_(ids))
     for status, event_type in RESEND_EVENT_TYPES.items():
-        await webhook_service.emit_many(
-            session,
-            event_type=event_type,
-            object_type="command",
-            messages=[
-                (c.tenant_id, c.device_id, command_payload(c), c.event_id, c.id)
-                for c in commands
-                if c.status == status
-            ],
-        )
+        of_status = [row for row in resent if row.status == status]
+        if of_status:
+            await webhook_service.emit_many(
+                session, event_type=event_type, object_type="command", messages=messages(of_status)
+            )

@@ -17,27 +17,34 @@ event dispatches. The tick at T covers the minute (T - 1 min, T] and, in bulk st
 
 A canceled event gets nothing, nor do canceled or opted-out commands. The scheduler marks the
 job done in the tick's own transaction, so a tick's messages are written once.
+
+A tick of an action over 100,000 batteries announces 100,000 commands, and its event's start
+or end as many sites: they are read as plain rows, never as ORM objects (`commands.rows`),
+and the sites' wire forms, alike but for the site id, are serialised once per shape.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.commands import service as command_service
+from gridhive.commands import rows as command_rows
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
+from gridhive.db.bulk import json_text
 from gridhive.events import views
 from gridhive.events.models import Event, SiteEvent
 from gridhive.events.planning.types import EventPlan
 from gridhive.kit.time import ensure_utc, isoformat_z
 from gridhive.queue import schedule
 from gridhive.webhooks import service as webhook_service
+from gridhive.webhooks.service import MessageRow
 
 KIND = "event.tick"
 NOT_ACKNOWLEDGED = "not acknowledged"
@@ -115,7 +122,7 @@ async def end_commands(session: AsyncSession, event: Event, at: datetime, *, now
         )
         .execution_options(synchronize_session=False)
     )
-    await _emit(session, "command.ended", await _commands(session, ending))
+    await _emit(session, "command.ended", ending)
 
 
 async def start_commands(session: AsyncSession, event: Event, at: datetime) -> None:
@@ -124,7 +131,7 @@ async def start_commands(session: AsyncSession, event: Event, at: datetime) -> N
         _in_tick(Command.starts_at, at),
         Command.status == CommandStatus.OK,
     )
-    await _emit(session, "command.started", await _commands(session, starting))
+    await _emit(session, "command.started", starting)
 
 
 def _in_tick(column: sa.orm.InstrumentedAttribute[Any], at: datetime) -> sa.ColumnElement[bool]:
@@ -133,26 +140,17 @@ def _in_tick(column: sa.orm.InstrumentedAttribute[Any], at: datetime) -> sa.Colu
     return sa.and_(column > at - GRID, column <= at)
 
 
-async def _commands(session: AsyncSession, where: sa.ColumnElement[bool]) -> Sequence[Command]:
-    # populate_existing: the bulk UPDATE above bypassed any copy already in the session.
-    statement = (
-        sa.select(Command)
-        .where(where)
-        .order_by(Command.device_id, Command.id)
-        .execution_options(populate_existing=True)
-    )
-    return (await session.scalars(statement)).all()
-
-
-async def _emit(session: AsyncSession, event_type: str, commands: Sequence[Command]) -> None:
+async def _emit(session: AsyncSession, event_type: str, where: sa.ColumnElement[bool]) -> None:
+    # Plain rows, not ORM objects: a tick of a large action announces 100,000 commands, and
+    # the rows are read after the UPDATE above, so they carry its changes.
+    rows = await command_rows.command_rows(session, where)
+    if not rows:
+        return
     await webhook_service.emit_many(
         session,
         event_type=event_type,
         object_type="command",
-        messages=[
-            (c.tenant_id, c.device_id, command_service.command_payload(c), c.event_id, c.id)
-            for c in commands
-        ],
+        messages=command_rows.messages(rows),
     )
 
 
@@ -167,19 +165,47 @@ async def announce_status(session: AsyncSession, event: Event, at: datetime) -> 
         event_object=views.utility_event_payload(event, at),
         event_id=event.id,
     )
-    site_events = (
-        await session.scalars(
-            sa.select(SiteEvent)
-            .where(SiteEvent.event_id == event.id, SiteEvent.is_participating.is_(True))
-            .order_by(SiteEvent.site_id)
+    sites = await session.execute(
+        sa.select(
+            SiteEvent.tenant_id, SiteEvent.site_id, SiteEvent.created_at, SiteEvent.updated_at
         )
-    ).all()
+        .where(SiteEvent.event_id == event.id, SiteEvent.is_participating.is_(True))
+        .order_by(SiteEvent.site_id)
+    )
     await webhook_service.emit_many(
         session,
         event_type="event.updated",
         object_type="event",
-        messages=[
-            (se.tenant_id, se.site_id, views.site_event_payload(event, se, at), event.id, None)
-            for se in site_events
-        ],
+        messages=_site_messages(event, sites.all(), at),
     )
+
+
+# A site id no OEM uses (it has NULs), serialised into a template and replaced per site.
+_SITE = "\x00gridhive-site\x00"
+_SITE_TOKEN = json_string(_SITE)
+
+
+def _site_messages(
+    event: Event, sites: Sequence[sa.Row[uuid.UUID, str, datetime, datetime]], at: datetime
+) -> Iterator[MessageRow]:
+    """Each site's wire form from `views.site_event_payload`, serialised once per distinct
+    (created_at, updated_at) with the site id left open: the sites of an event differ in
+    little else, and a tick of a large event announces 100,000 of them."""
+    templates: dict[tuple[datetime, datetime], str] = {}
+    for tenant_id, site_id, created_at, updated_at in sites:
+        template = templates.get((created_at, updated_at))
+        if template is None:
+            placeholder = SiteEvent(
+                site_id=_SITE, is_participating=True, created_at=created_at, updated_at=updated_at
+            )
+            template = json_text(views.site_event_payload(event, placeholder, at))
+            if _SITE_TOKEN not in template:  # else every site would get the placeholder
+                raise RuntimeError(f"site event wire form without its site id: {template[:200]}")
+            templates[created_at, updated_at] = template
+        yield (
+            tenant_id,
+            site_id,
+            template.replace(_SITE_TOKEN, json_string(site_id)),
+            event.id,
+            None,
+        )

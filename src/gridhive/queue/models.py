@@ -22,12 +22,13 @@ class JobState(enum.StrEnum):
     PENDING = "pending"  # waiting for `due_at` (again, after a failed try)
     RUNNING = "running"  # leased by a scheduler until `lease_until`
     DONE = "done"
-    DEAD = "dead"  # failed on every try of the retry schedule
+    DEAD = "dead"  # failed or never finished on every try of the retry schedule
 
 
 # Rows a scheduler still has to run (the partial index below covers only these).
 OPEN_STATES = (JobState.PENDING, JobState.RUNNING)
 OPEN_SQL = sa.text("state IN ('pending', 'running')")
+DEAD_SQL = sa.text("state = 'dead'")
 
 
 class ScheduledJob(UUIDPrimaryKey, Base):
@@ -40,6 +41,13 @@ class ScheduledJob(UUIDPrimaryKey, Base):
             "due_at",
             sqlite_where=OPEN_SQL,
             postgresql_where=OPEN_SQL,
+        ),
+        # The metrics count dead jobs by kind at every scrape; there are few, done rows many.
+        sa.Index(
+            "ix_scheduled_jobs_dead_kind",
+            "kind",
+            sqlite_where=DEAD_SQL,
+            postgresql_where=DEAD_SQL,
         ),
     )
 
@@ -60,6 +68,9 @@ class ScheduledJob(UUIDPrimaryKey, Base):
     lease_until: Mapped[datetime | None]
     leased_by: Mapped[str | None] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(default=0)  # failed tries so far
+    # Runs begun, each counted in a transaction of its own before its handler runs: a run
+    # whose process dies (SIGKILL, out of memory) records no failure, but stays counted here.
+    runs_started: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
     last_error: Mapped[str | None] = mapped_column(sa.String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     done_at: Mapped[datetime | None]

@@ -5,6 +5,11 @@ lease of `queue/lease.py` (conditional UPDATE, plus SKIP LOCKED on PostgreSQL), 
 unit of work that runs the handler, `complete`s the row first: if another scheduler took the
 row over (our lease ran out) nothing matches, and the handler's effects are rolled back with
 the rest. A handler that raises is rolled back and `retry` reschedules the row with backoff.
+
+A process that dies in a handler (SIGKILL, out of memory) records nothing: its lease runs out
+and another scheduler claims the row again. So each run is counted by `start`, committed
+before the handler begins, and a row that has begun as many runs as the retry schedule allows
+tries without finishing is `give_up`'s: dead, with the reason in `last_error`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ async def schedule_many(session: AsyncSession, jobs: Iterable[JobSpec]) -> int:
             "payload": job.payload,
             "state": JobState.PENDING,
             "attempts": 0,
+            "runs_started": 0,
             "created_at": now,
         }
         for job in jobs
@@ -113,7 +119,8 @@ class ClaimedJob:
     key: str
     due_at: datetime
     payload: dict[str, Any]
-    attempts: int
+    attempts: int  # failed tries recorded
+    runs_started: int = 0  # runs begun before this claim, finished or not
 
 
 def _open_literals() -> list[sa.ColumnElement[Any]]:
@@ -163,6 +170,7 @@ async def claim(
             ScheduledJob.due_at,
             ScheduledJob.payload,
             ScheduledJob.attempts,
+            ScheduledJob.runs_started,
         )
         .where(ScheduledJob.id.in_(ids))
         .order_by(ScheduledJob.due_at, ScheduledJob.id)
@@ -179,6 +187,41 @@ def _held_by(job_id: uuid.UUID, worker: str) -> sa.ColumnElement[bool]:
         ScheduledJob.state == JobState.RUNNING,
         ScheduledJob.leased_by == worker,
     )
+
+
+async def start(session: AsyncSession, job_id: uuid.UUID, *, worker: str) -> bool:
+    """Count a run of the job as begun, if `worker` still holds it; False if the lease was lost.
+
+    In a unit of work of its own, committed before the handler's: a run whose process dies
+    stays counted. Counted here rather than by the claim, which leases a batch: the jobs of a
+    batch after the one that killed the process never began and are not counted.
+    """
+    result = await session.execute(
+        sa.update(ScheduledJob)
+        .where(_held_by(job_id, worker))
+        .values(runs_started=ScheduledJob.runs_started + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def give_up(
+    session: AsyncSession, job: ClaimedJob, *, worker: str, now: datetime, error: str
+) -> bool:
+    """Mark a job dead without running it again; False if the lease was lost."""
+    result = await session.execute(
+        sa.update(ScheduledJob)
+        .where(_held_by(job.id, worker))
+        .values(
+            state=JobState.DEAD,
+            last_error=error[:1000],
+            lease_until=None,
+            leased_by=None,
+            done_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def complete(session: AsyncSession, job_id: uuid.UUID, *, worker: str, now: datetime) -> bool:
@@ -201,6 +244,11 @@ class RetryOptions:
     schedule: Sequence[timedelta] = JOB_RETRY_SCHEDULE
     jitter: float = 0.1
     rng: Callable[[], float] = random.random
+
+
+def max_runs(options: RetryOptions) -> int:
+    """Tries a job gets in all, whether they fail or never finish: the schedule's waits + 1."""
+    return len(options.schedule) + 1
 
 
 async def retry(
@@ -260,3 +308,15 @@ async def due_stats(session: AsyncSession, now: datetime) -> tuple[int, datetime
         )
     ).one()
     return int(row[0]), row[1]
+
+
+async def dead_by_kind(session: AsyncSession) -> list[tuple[str, int]]:
+    """Dead jobs not yet purged, counted per kind."""
+    rows = await session.execute(
+        sa.select(ScheduledJob.kind, sa.func.count())
+        # A literal, so that both databases match the condition to the partial index.
+        .where(ScheduledJob.state == sa.literal_column(f"'{JobState.DEAD.value}'"))
+        .group_by(ScheduledJob.kind)
+        .order_by(ScheduledJob.kind)
+    )
+    return [(kind, int(count)) for kind, count in rows]

@@ -61,6 +61,17 @@ SCHEDULED_JOBS_RUN = Counter(
     "Scheduled jobs run by this process, by kind and resulting state (done, pending, dead)",
     ["kind", "state"],
 )
+SCHEDULED_JOB_RUNS_ABANDONED = Counter(
+    "gridhive_scheduled_job_runs_abandoned",
+    "Runs of scheduled jobs found by this process to have begun and never finished (their"
+    " scheduler died or outlived its lease), by kind",
+    ["kind"],
+)
+SCHEDULED_DEAD = Gauge(
+    "gridhive_scheduled_jobs_dead",
+    "Scheduled jobs that failed or never finished on every try, not yet purged, by kind",
+    ["kind"],
+)
 SCHEDULED_DUE = Gauge("gridhive_scheduled_jobs_due", "Scheduled jobs due now and not yet done")
 SCHEDULED_OLDEST_AGE = Gauge(
     "gridhive_scheduled_jobs_oldest_due_age_seconds",
@@ -87,6 +98,9 @@ async def _read_queue(session: AsyncSession) -> None:
     due, oldest_job = await queue_schedule.due_stats(session, now)
     SCHEDULED_DUE.set(due)
     SCHEDULED_OLDEST_AGE.set(max((now - oldest_job).total_seconds(), 0.0) if oldest_job else 0.0)
+    SCHEDULED_DEAD.clear()
+    for kind, count in await queue_schedule.dead_by_kind(session):
+        SCHEDULED_DEAD.labels(kind).set(count)
 
 
 async def render(sessionmaker: async_sessionmaker[AsyncSession]) -> Response:

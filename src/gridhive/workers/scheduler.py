@@ -4,8 +4,12 @@ A job's handler runs in the unit of work that marks the job done, so a crash kee
 neither: the lease runs out and another scheduler runs the job again. A scheduler whose lease
 ran out while it worked finds the job no longer its own and rolls its work back. A handler
 that raises is rolled back and retried with backoff, then dead (a periodic kind still gets
-its next run). Tests drive it with `run_once(now)` / `drain(now)`; processes call `run(stop)`,
-which first makes sure every periodic kind has its pending row.
+its next run). A run whose process dies records no failure, so each run is counted as it
+begins: a job still open after beginning all its tries (those of the retry schedule) is
+marked dead instead of run again; a handler that kills its process would otherwise run
+forever, one lease apart.
+Tests drive it with `run_once(now)` / `drain(now)`; processes call `run(stop)`, which first
+makes sure every periodic kind has its pending row.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Scheduler:
         }
         self.handlers = handlers if handlers is not None else dict(schedule.ONE_OFF_HANDLERS)
         self.retry_options = queue_schedule.RetryOptions(jitter=config.retry_jitter, rng=rng)
+        self.max_runs = queue_schedule.max_runs(self.retry_options)
 
     # Steps -------------------------------------------------------------------------------------
 
@@ -79,7 +84,11 @@ class Scheduler:
 
     async def process(self, job: ClaimedJob, now: datetime) -> JobState | None:
         """Run one claimed job; its state afterwards (None: another scheduler owns it now)."""
+        if job.runs_started >= self.max_runs:
+            return await self._give_up(job, now)
         try:
+            if not await self._start(job):
+                raise _LeaseLost
             async with unit_of_work(self.sessionmaker) as session:
                 if not await queue_schedule.complete(
                     session, job.id, worker=self.worker_id, now=now
@@ -94,6 +103,52 @@ class Scheduler:
             return await self._record_failure(job, now, f"{type(exc).__name__}: {exc}")
         metrics.SCHEDULED_JOBS_RUN.labels(job.kind, "done").inc()
         return JobState.DONE
+
+    async def _start(self, job: ClaimedJob) -> bool:
+        """Count the run as begun (committed now, so that it stays counted if this process
+        dies in the handler); False if the lease was lost."""
+        async with unit_of_work(self.sessionmaker) as session:
+            if not await queue_schedule.start(session, job.id, worker=self.worker_id):
+                return False
+        if job.runs_started > job.attempts:
+            # An earlier run began and neither finished nor recorded a failure.
+            metrics.SCHEDULED_JOB_RUNS_ABANDONED.labels(job.kind).inc()
+            log.warning(
+                "scheduled_job_run_abandoned",
+                job_id=str(job.id),
+                kind=job.kind,
+                runs_started=job.runs_started,
+            )
+        return True
+
+    async def _give_up(self, job: ClaimedJob, now: datetime) -> JobState | None:
+        """Mark dead a job whose every try has begun, instead of running it again."""
+        unfinished = job.runs_started - job.attempts
+        error = (
+            f"gave up after {job.runs_started} runs: {unfinished} never finished (the"
+            f" scheduler's process died or outlived its lease), {job.attempts} failed"
+        )
+        try:
+            async with unit_of_work(self.sessionmaker) as session:
+                if not await queue_schedule.give_up(
+                    session, job, worker=self.worker_id, now=now, error=error
+                ):
+                    return None
+                await self._keep_periodic_running(session, job, now)
+        except Exception:
+            # The lease runs out and another pass gives up on the job again.
+            log.exception("scheduled_job_give_up_failed", job_id=str(job.id), kind=job.kind)
+            return None
+        log.error(
+            "scheduled_job_abandoned",
+            job_id=str(job.id),
+            kind=job.kind,
+            key=job.key,
+            runs_started=job.runs_started,
+            error=error,
+        )
+        metrics.SCHEDULED_JOBS_RUN.labels(job.kind, JobState.DEAD.value).inc()
+        return JobState.DEAD
 
     async def _handle(self, session: AsyncSession, job: ClaimedJob, now: datetime) -> None:
         context = schedule.JobContext(job=job, now=now, settings=self.settings)
@@ -118,10 +173,8 @@ class Scheduler:
                     error=error,
                     options=self.retry_options,
                 )
-                periodic = self.periodic.get(job.kind)
-                if state is JobState.DEAD and periodic is not None:
-                    # A periodic kind keeps running even if one of its runs gave up.
-                    await schedule.schedule_next(session, periodic, now=now)
+                if state is JobState.DEAD:
+                    await self._keep_periodic_running(session, job, now)
         except Exception:
             # The lease runs out and another pass runs the job again.
             log.exception("scheduled_job_record_failed", job_id=str(job.id), kind=job.kind)
@@ -129,6 +182,14 @@ class Scheduler:
         if state is not None:
             metrics.SCHEDULED_JOBS_RUN.labels(job.kind, state.value).inc()
         return state
+
+    async def _keep_periodic_running(
+        self, session: AsyncSession, job: ClaimedJob, now: datetime
+    ) -> None:
+        """A periodic kind keeps running even if one of its runs gave up."""
+        periodic = self.periodic.get(job.kind)
+        if periodic is not None:
+            await schedule.schedule_next(session, periodic, now=now)
 
     # Drivers -----------------------------------------------------------------------------------
 
