@@ -15,7 +15,8 @@ Each is timed from just before its POST to the largest `acknowledged_at` of its 
 (polled in the database: the figure is the server's own clock, not the poll's). Printed beside
 them: commands/s, CPU seconds and peak RSS of each process during that event, and a baseline
 measured in the same run: plain HTTP round trips to a trivial uvicorn app in another process,
-with the same client concurrency (a webhook and its ack are two round trips).
+by client (aiohttp, what the worker and the simulator use, and httpx's own pool) and requests
+in flight, with each side's CPU per round trip (a webhook and its ack are two round trips).
 
     .venv/bin/python bench/whole_path.py --sizes 1000,10000 --databases sqlite,postgresql
 """
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import http_client
 from bench._common import fresh_engine, remove_sqlite_database, server_version, sqlite_url
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
@@ -59,7 +61,6 @@ from gridhive.simulator.stack import (
     Stack,
     StackConfig,
     Tenants,
-    free_port,
     start_simulator,
 )
 from gridhive.sites.models import Site
@@ -348,85 +349,34 @@ async def _one_event(
 
 # Baseline ------------------------------------------------------------------------------------
 
-
-async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The least an HTTP endpoint can do: read the body, answer 200 with a small JSON."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b'{"ok":true}'})
+# The fastest client bench/http_client.py found (what the worker and the simulator use), then
+# httpx's own pool (what they used before).
+BASELINE_CLIENTS = ("aiohttp", "httpx")
 
 
-def serve_echo(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(_echo_app, host="127.0.0.1", port=port, log_level="warning")
-
-
-async def baselines(round_trips: int) -> dict[str, dict[str, float]]:
-    """The baseline with 1, 8, CONCURRENCY and 64 requests in flight (httpx's pool slows
-    down with many connections, so the simulator's setting is not always the fastest)."""
+async def baselines(round_trips: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Plain HTTP round trips on this machine, by client and requests in flight (1, 8,
+    CONCURRENCY, 64): a webhook-sized POST and an ack-sized PATCH alternately to a trivial app
+    in another process (raw ASGI under uvicorn with httptools, on the asyncio loop like
+    gridhive's processes), with the CPU each side spends per round trip."""
     levels = sorted({1, 8, CONCURRENCY, 64})
-    return {f"{n} in flight": await baseline(round_trips, n) for n in levels}
-
-
-async def baseline(round_trips: int, concurrency: int) -> dict[str, float]:
-    """Round trips/s to a trivial app in another process: a webhook-sized POST and an ack-sized
-    PATCH alternately, `concurrency` in flight, on one keep-alive pool like the simulator's."""
-    port = free_port()
-    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is timed)
-        [sys.executable, __file__, "--echo-server", str(port)]
-    )
+    server, base_url = http_client.start_server("echo", "asyncio")
+    figures: dict[str, dict[str, dict[str, float]]] = {}
     try:
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            limits=httpx.Limits(max_connections=concurrency),
-        ) as http:
-            await _until_up(http)
-            webhook = {"type": "command.created", "data": {"x": "y" * 900}}
-            ack = {"device_status": "OK", "device_status_reason": "Command scheduled"}
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for n in range(round_trips):
-                queue.put_nowait(n)
-
-            async def client() -> None:
-                while not queue.empty():
-                    n = queue.get_nowait()
-                    if n % 2:
-                        await http.patch("/v1/command/x", json=ack)
-                    else:
-                        await http.post("/webhook", json=webhook)
-
-            began = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - began
+        await asyncio.to_thread(http_client.until_up, base_url)
+        for kind in BASELINE_CLIENTS:
+            for n in levels:
+                row = await http_client.measure(kind, "echo", base_url, server.pid, n, round_trips)
+                figures.setdefault(kind, {})[f"{n} in flight"] = {
+                    "round_trips_per_s": row["round_trips_per_s"],
+                    "commands_per_s": round(row["round_trips_per_s"] / 2),
+                    "client_ms": row["client_ms"],
+                    "server_ms": row["server_ms"],
+                }
     finally:
         server.terminate()
         server.wait()
-    per_s = round_trips / elapsed
-    return {"round_trips_per_s": round(per_s), "commands_per_s": round(per_s / 2)}
-
-
-async def _until_up(http: httpx.AsyncClient) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await http.get("/")
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+    return figures
 
 
 # Main ----------------------------------------------------------------------------------------
@@ -455,7 +405,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, default=CONCURRENCY, help="the simulator's acks in flight"
     )
-    parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -479,9 +428,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     arguments = parse_args()
-    if arguments.echo_server:
-        serve_echo(arguments.echo_server)
-        sys.exit(0)
     CONCURRENCY = arguments.concurrency
     result = asyncio.run(main(arguments))
     if arguments.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from standardwebhooks import Webhook
 
 from gridhive.simulator.faults import DeliveryFaults
 from gridhive.simulator.receiver import WEBHOOK_PATH, WebhookReceiver
+from gridhive.simulator.sources import WebhookServer
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
@@ -165,3 +167,23 @@ class TestInjectedFaults:
         assert response.status_code == 504
         assert receiver.stats.timed_out == 1
         assert received.envelopes == []
+
+
+class TestServed:
+    async def test_under_uvicorn_a_signed_delivery_is_accepted_and_health_is_reported(
+        self, receiver: WebhookReceiver, received: Received
+    ) -> None:
+        server = WebhookServer(receiver.app, "127.0.0.1", 0)
+        port = await server.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                response = await post(http, signed("msg-1", BODY), BODY)
+                health = await http.get("/healthz")
+                elsewhere = await http.get("/nowhere")
+        finally:
+            await server.stop()
+        assert response.status_code == 204
+        assert received.envelopes == [(ENVELOPE, "msg-1")]
+        assert health.json() == {"ok": True, **asdict(receiver.stats)}
+        assert health.json()["verified"] == 1
+        assert elsewhere.status_code == 404

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import re
@@ -200,8 +199,10 @@ def simulate(
         telemetry_clock=telemetry_clock.value,
         command_clock=command_clock.value,
     )
+    from gridhive.cli.common import run_long_lived
+
     try:
-        asyncio.run(run(config, echo=typer.echo))
+        run_long_lived(run(config, echo=typer.echo))
     except SimulatorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

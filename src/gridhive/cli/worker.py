@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gridhive.cli.common import DatabaseUrlOption, settings_for
+from gridhive.cli.common import DatabaseUrlOption, run_long_lived, settings_for
 from gridhive.db.engine import create_engine
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker
@@ -57,4 +57,4 @@ def worker(
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    run_long_lived(main())

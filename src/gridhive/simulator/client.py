@@ -1,6 +1,7 @@
-"""The OEM side of gridhive's public API, as the simulator uses it (httpx, an OEM key).
+"""The OEM side of gridhive's public API, as the simulator uses it (aiohttp, an OEM key).
 
-`transport` is injectable so that tests drive an in-process app through `httpx.ASGITransport`.
+`transport` is injectable so that tests drive an in-process app through `httpx.ASGITransport`
+(or a mock): the requests then go through httpx instead, with the same retries and errors.
 Requests are retried on 5xx, 429, timeouts and connection errors: every call here is safe to
 repeat (GETs, idempotent acks, telemetry that replaces by (device, start_time), and POSTs that
 carry an `Idempotency-Key`).
@@ -9,9 +10,12 @@ carry an `Idempotency-Key`).
 from __future__ import annotations
 
 import asyncio
+import json as _json
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 
 from gridhive.kit.time import isoformat_z
@@ -39,11 +43,122 @@ class EndpointMissing(ApiError):
     """The server does not offer this route (404): an older or partial gridhive."""
 
 
-def _detail(response: httpx.Response) -> str:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer, read whole."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
+
+
+class NoAnswer(Exception):
+    """The request got no HTTP answer: timeout, refused, reset."""
+
+
+class _Http(Protocol):
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AiohttpHttp:
+    """The simulator's own connection pool: aiohttp, made on first use inside the loop.
+
+    An ack is one small request: httpx's request and response models and httpcore's pool
+    cost several times the round trip itself, aiohttp a fraction of it.
+    """
+
+    def __init__(
+        self, base_url: str, headers: dict[str, str], timeout_s: float, max_connections: int
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers
+        self.max_connections = max_connections
+        # Per phase, like httpx's timeout: connecting, and each wait for the server's bytes.
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> Answer:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.max_connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self.headers, timeout=self.timeout, trust_env=False
+            )
+        try:
+            async with self._session.request(
+                method, self.base_url + path, data=body, params=params, headers=headers
+            ) as response:
+                return Answer(response.status, await response.read())
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _HttpxHttp:
+    """Through an httpx transport: what tests inject (a mock, or an in-process app)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport,
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=base_url, transport=transport, timeout=timeout_s, headers=headers
+        )
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+    ) -> Answer:
+        try:
+            response = await self.http.request(
+                method, path, content=body, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:  # timeouts, refused, reset
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
+        return Answer(response.status_code, response.content)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _detail(response: Answer) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
+        return response.content.decode("utf-8", "replace")[:300]
     if isinstance(body, dict):
         return str(body.get("message") or body.get("detail") or body)[:500]
     return str(body)[:300]
@@ -63,12 +178,11 @@ class GridhiveClient:
     ) -> None:
         self.retries = retries
         self.backoff_s = backoff_s
-        self.http = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=max_connections),
+        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
+        self.http: _Http = (
+            _AiohttpHttp(base_url, headers, timeout_s, max_connections)
+            if transport is None
+            else _HttpxHttp(base_url, headers, timeout_s, transport)
         )
 
     async def aclose(self) -> None:
@@ -82,18 +196,19 @@ class GridhiveClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """The answer, 2xx only; raises ApiError otherwise (EndpointMissing for a 404)."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = None if json is None else _json.dumps(json, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
         for attempt in range(self.retries + 1):
             last_try = attempt == self.retries
             try:
-                response = await self.http.request(
-                    method, path, json=json, params=params, headers=headers
-                )
-            except httpx.TransportError as exc:  # timeouts, refused, reset
+                response = await self.http.send(method, path, body, params, headers)
+            except NoAnswer as exc:
                 if last_try:
-                    raise ApiError(method, path, None, f"{type(exc).__name__}: {exc}") from exc
+                    raise ApiError(method, path, None, str(exc)) from exc
             else:
                 if response.is_success:
                     return response

@@ -1,9 +1,13 @@
-"""The OEM's webhook receiver: a small Starlette app that checks every delivery with the
+"""The OEM's webhook receiver: a small ASGI app that checks every delivery with the
 `standardwebhooks` package, drops repeats by `webhook-id`, and hands each envelope on.
 
 Order matters: the signature is checked first (a forged or stale request is a 400 and nothing
 else happens); then injected faults (5xx, timeouts) fail the attempt before it is recorded, so
 gridhive's retry is processed normally; then duplicates are answered 204 without processing.
+
+It is a bare ASGI callable rather than a framework app: it answers thousands of webhooks a
+second beside the fleet's physics, and a framework's request and response objects cost more
+than the signature check itself.
 """
 
 from __future__ import annotations
@@ -12,20 +16,20 @@ import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from standardwebhooks import Webhook
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gridhive.simulator.faults import DeliveryFaults
 
 WEBHOOK_PATH = "/webhooks"
+HEALTH_PATH = "/healthz"
 # Longer than gridhive's 5-second delivery timeout, so an injected timeout is seen as one.
 DEFAULT_TIMEOUT_FAULT_S = 6.0
+# The Standard Webhooks headers, as ASGI gives header names: lower-case bytes.
+_SIGNED_HEADERS = {b"webhook-id", b"webhook-timestamp", b"webhook-signature"}
 
 EnvelopeHandler = Callable[[dict[str, Any], str], None]
 
@@ -55,6 +59,15 @@ class ReceiverStats:
     timed_out: int = 0  # injected
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any] | None = None  # sent as JSON; None: no body
+
+
+NO_CONTENT = Answer(204)
+
+
 class WebhookReceiver:
     def __init__(
         self,
@@ -72,39 +85,50 @@ class WebhookReceiver:
         self._webhook: Webhook | None = None
         if secret is not None:
             self.set_secret(secret)
-        self.app = Starlette(
-            routes=[
-                Route(WEBHOOK_PATH, self.handle, methods=["POST"]),
-                Route("/healthz", self.health, methods=["GET"]),
-            ]
-        )
 
     def set_secret(self, secret: str) -> None:
         """Known only once the endpoint is registered; until then deliveries get a 503."""
         self._webhook = Webhook(secret)
 
-    async def health(self, request: Request) -> Response:
-        return JSONResponse({"ok": True, **self.stats.__dict__})
+    @property
+    def app(self) -> WebhookReceiver:
+        """The ASGI application (the receiver itself)."""
+        return self
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: POST /webhooks and GET /healthz."""
+        if scope["type"] != "http":
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("POST", WEBHOOK_PATH):
+            answer = await self.handle(_signed_headers(scope), await _body(receive))
+        elif route == ("GET", HEALTH_PATH):
+            answer = Answer(200, {"ok": True, **asdict(self.stats)})
+        elif scope["path"] in (WEBHOOK_PATH, HEALTH_PATH):
+            answer = Answer(405, {"error": "method not allowed"})
+        else:
+            answer = Answer(404, {"error": "not found"})
+        await _send(send, answer)
+
+    async def handle(self, headers: dict[str, str], body: bytes) -> Answer:
+        """One delivery: its Standard Webhooks headers and its body as received."""
         if self._webhook is None:
-            return JSONResponse({"error": "not ready"}, status_code=503)
-        body = await request.body()
-        envelope = self._verify(body, dict(request.headers))
+            return Answer(503, {"error": "not ready"})
+        envelope = self._verify(body, headers)
         if envelope is None:
             self.stats.rejected += 1
-            return JSONResponse({"error": "signature check failed"}, status_code=400)
+            return Answer(400, {"error": "signature check failed"})
         self.stats.verified += 1
-        message_id = request.headers["webhook-id"]
+        message_id = headers["webhook-id"]
         failure = await self._injected_failure(message_id)
         if failure is not None:
             return failure
         if message_id in self.seen:
             self.stats.duplicates += 1
-            return Response(status_code=204)
+            return NO_CONTENT
         self.seen.add(message_id)
         self.on_envelope(envelope, message_id)
-        return Response(status_code=204)
+        return NO_CONTENT
 
     def _verify(self, body: bytes, headers: dict[str, str]) -> dict[str, Any] | None:
         assert self._webhook is not None
@@ -116,19 +140,50 @@ class WebhookReceiver:
             return None
         return envelope if isinstance(envelope, dict) else None
 
-    async def _injected_failure(self, message_id: str) -> Response | None:
+    async def _injected_failure(self, message_id: str) -> Answer | None:
         if self.faults is None:
             return None
         fault = self.faults.decide(message_id)
         if fault == "5xx":
             self.stats.failed_5xx += 1
-            return JSONResponse({"error": "injected failure"}, status_code=503)
+            return Answer(503, {"error": "injected failure"})
         if fault == "timeout":
             self.stats.timed_out += 1
             await asyncio.sleep(self.timeout_fault_s)
-            return JSONResponse({"error": "injected timeout"}, status_code=504)
+            return Answer(504, {"error": "injected timeout"})
         self.faults.forget(message_id)
         return None
+
+
+def _signed_headers(scope: Scope) -> dict[str, str]:
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in _SIGNED_HEADERS
+    }
+
+
+async def _body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the whole body in one message: the usual case
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+async def _send(send: Send, answer: Answer) -> None:
+    if answer.body is None:
+        await send({"type": "http.response.start", "status": answer.status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    content = json.dumps(answer.body, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content))]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def parse_envelope(payload: bytes) -> dict[str, Any] | None:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiomqtt
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -175,7 +174,7 @@ async def deliver(
     job: JobRow,
     *,
     now: datetime,
-    http: httpx.AsyncClient,
+    http: webhook_channel.WebhookClient,
     mqtt: MqttPublisher | None,
 ) -> Outcome:
     """One attempt; never raises for a receiver's or broker's failure."""

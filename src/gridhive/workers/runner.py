@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gridhive.config import Settings
 from gridhive.db.session import unit_of_work
 from gridhive.integrations.mqtt import MqttPublisher
-from gridhive.integrations.webhook import make_client
+from gridhive.integrations.webhook import HttpxWebhookClient, WebhookClient, make_client
 from gridhive.kit.time import utc_now
 from gridhive.webhooks import jobs
 from gridhive.webhooks.models import Channel, DeliveryState
@@ -64,7 +64,7 @@ class DeliveryWorker:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
         *,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: WebhookClient | httpx.AsyncClient | None = None,
         mqtt: MqttPublisher | None = None,
         worker_id: str | None = None,
         rng: Callable[[], float] = random.random,
@@ -75,7 +75,9 @@ class DeliveryWorker:
         config = settings.worker
         self.concurrency = config.concurrency
         self._owns_http = http_client is None
-        self.http = http_client or make_client(
+        if isinstance(http_client, httpx.AsyncClient):  # tests: a scripted receiver
+            http_client = HttpxWebhookClient(http_client)
+        self.http: WebhookClient = http_client or make_client(
             timeout_s=settings.webhooks.timeout_s,
             allow_private=settings.webhooks.allow_private,
             max_connections=config.concurrency,
