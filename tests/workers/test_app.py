@@ -69,7 +69,7 @@ async def test_serve_runs_the_delivery_loop_in_its_lifespan(committed: Committed
     app = create_app(settings)
 
     async with app.router.lifespan_context(app):
-        for _ in range(100):
+        for _ in range(1200):
             [row] = await helpers.deliveries(committed)
             if row.attempts:
                 break

@@ -107,7 +107,9 @@ def test_the_worker_delivers_until_sigterm(tmp_path: Path, db: str) -> None:
     )
     try:
         attempts = 0
-        for _ in range(100):
+        # Polls until the worker has tried once; the bound only keeps a broken worker from
+        # hanging the suite (a slow machine needs well over 10 s to start a process).
+        for _ in range(1200):
             with engine.connect() as connection:
                 attempts = connection.execute(
                     sa.text("SELECT attempts FROM deliveries")

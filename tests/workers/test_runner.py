@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -332,14 +331,11 @@ class TestConcurrency:
             http_client=client,
         )
         try:
-            started = time.perf_counter()
             assert await worker.drain() == 20
-            elapsed = time.perf_counter() - started
         finally:
             await client.aclose()
             await worker.aclose()
-        assert peak == 8
-        assert elapsed < 20 * 0.05
+        assert peak == 8  # the worker's whole concurrency at once, not one endpoint after another
 
     async def test_an_endpoint_gets_at_most_its_window_in_flight(
         self, committed: CommittedDb, receiver: Receiver, make_worker: MakeWorker
@@ -478,7 +474,7 @@ class TestLoop:
         task = asyncio.create_task(worker.run(stop))
         await helpers.emit(committed, oem, SUBJECTS)
 
-        for _ in range(200):
+        for _ in range(1200):
             if len(receiver.delivered) == len(SUBJECTS):
                 break
             await asyncio.sleep(0.05)
