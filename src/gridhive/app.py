@@ -16,6 +16,7 @@ from gridhive import __version__
 from gridhive.api import handlers
 from gridhive.api.middleware import BodySizeLimit, RequestId
 from gridhive.api.v1 import router as v1_router
+from gridhive.commands.fast_ack import FastAck
 from gridhive.config import Settings, get_settings
 from gridhive.dashboard.router import router as dashboard_router
 from gridhive.db.engine import READ_ONLY_OPTION, create_engine
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
     app.include_router(dashboard_router)
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="static")
     _add_health_routes(app)
+    app.add_middleware(FastAck)  # innermost: inside the body limit and the request id
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(RequestId)
     return app

@@ -77,12 +77,18 @@ class Command(UUIDPrimaryKey, Timestamps, Base):
 
     @property
     def battery_commands(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "power_mode": self.power_mode,
-            "setpoint_w": self.setpoint_w,
-            "enable_grid_import": self.enable_grid_import,
-            "enable_grid_export": None,
-            "backup_reserve_percentage": self.backup_reserve_percentage,
-            "maximum_charge_percentage": None,
-        }
+        return battery_commands_of(self)
+
+
+def battery_commands_of(command: Any) -> dict[str, Any]:
+    """Flip's `battery_commands` from a command's columns: a `Command`, or a row of the same
+    column names (acknowledgements and ticks read rows, not objects)."""
+    return {
+        "mode": command.mode,
+        "power_mode": command.power_mode,
+        "setpoint_w": command.setpoint_w,
+        "enable_grid_import": command.enable_grid_import,
+        "enable_grid_export": None,
+        "backup_reserve_percentage": command.backup_reserve_percentage,
+        "maximum_charge_percentage": None,
+    }

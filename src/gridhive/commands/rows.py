@@ -44,13 +44,7 @@ class CommandRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
 
-    @property
-    def battery_commands(self) -> dict[str, Any]:
-        # The model's own property, on these columns: one definition of the shape.
-        return cast("dict[str, Any]", _BATTERY_COMMANDS(self))
 
-
-_BATTERY_COMMANDS = Command.battery_commands.fget  # type: ignore[attr-defined]
 _COLUMNS = tuple(getattr(Command, name) for name in CommandRow._fields)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from gridhive.commands.errors import CommandNotFound
-from gridhive.commands.models import Command, CommandStatus, DeviceStatus
+from gridhive.commands.models import Command, CommandStatus, DeviceStatus, battery_commands_of
 from gridhive.commands.schemas import CommandAck
 from gridhive.kit.pagination import Page
 from gridhive.kit.time import isoformat_z, utc_now
@@ -169,15 +169,7 @@ def command_payload(command: Command | sa.Row[Any]) -> dict[str, Any]:
         "ends_at": None if command.ends_at is None else isoformat_z(command.ends_at),
         "duration_s": command.duration_s,
         "is_preparatory_action": command.is_preparatory_action,
-        "battery_commands": {
-            "mode": command.mode,
-            "power_mode": command.power_mode,
-            "setpoint_w": command.setpoint_w,
-            "enable_grid_import": command.enable_grid_import,
-            "enable_grid_export": None,
-            "backup_reserve_percentage": command.backup_reserve_percentage,
-            "maximum_charge_percentage": None,
-        },
+        "battery_commands": battery_commands_of(command),
         "status": command.status.value,
         "device_status": command.device_status.value,
         "device_status_reason": command.device_status_reason,
