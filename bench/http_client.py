@@ -341,7 +341,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--clients", default="httpx,httpx-aiohttp,aiohttp")
+    parser.add_argument("--clients", default="httpx,aiohttp,send,ack")
     parser.add_argument("--servers", default="echo")
     parser.add_argument("--loops", default="asyncio")
     parser.add_argument("--in-flight", default="1,16,64")
