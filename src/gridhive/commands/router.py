@@ -38,9 +38,12 @@ async def read_commands(
 ) -> object:
     """Poll your commands, ordered by `updated_at` (oldest first).
 
-    Pass the largest `updated_at` you have seen as `updated_since` (inclusive): you get every
-    command created or changed since, and may see the last ones again. `status` and
-    `device_status` may be repeated.
+    `updated_since` is inclusive. A command's `updated_at` is the time the change that wrote it
+    began, and a large change (a dispatch to 100,000 devices, an event's start) commits up to
+    about a minute later, so rows can appear below the newest `updated_at` you have seen. Poll
+    from the largest `updated_at` seen minus an overlap longer than that (5 minutes is safe;
+    `gridhive simulate` re-reads 60 s), keep commands by `id`, and expect to see some again.
+    `status` and `device_status` may be repeated.
     """
     filters = service.CommandFilter(
         updated_since=updated_since,
