@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
-    database_pool_size: int = 10
+    # Connections each process keeps open; see db.engine.create_engine for the sizing.
+    database_pool_size: int = Field(default=20, ge=1)
     run_migrations_on_start: bool = True
     log_json: bool = True
     log_level: str = "INFO"

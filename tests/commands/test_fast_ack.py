@@ -7,6 +7,7 @@ other's, byte for byte, on the same database.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.commands import fast_ack
-from gridhive.commands.fast_ack import FastAck
 from gridhive.commands.models import Command
+from gridhive.config import Settings
 from gridhive.sites.models import Site
 from tests.factories import (
     Tenant,
@@ -35,7 +36,7 @@ async def plain(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     without.state = app.state
     without.dependency_overrides = app.dependency_overrides
     without.exception_handlers = app.exception_handlers
-    without.user_middleware = [m for m in app.user_middleware if m.cls is not FastAck]
+    without.user_middleware = list(app.user_middleware)
     transport = httpx.ASGITransport(app=without, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
@@ -60,6 +61,7 @@ async def commands(session: AsyncSession, utility: Tenant, home: Site) -> list[C
 def same_answer(one: httpx.Response, other: httpx.Response) -> None:
     assert (one.status_code, one.content) == (other.status_code, other.content)
     assert one.headers["content-type"] == other.headers["content-type"]
+    assert len(one.headers["x-request-id"]) == len(other.headers["x-request-id"]) == 32
 
 
 class TestSameAnswers:
@@ -136,9 +138,9 @@ class TestTheLaneIsTaken:
         handed_over: list[str] = []
         original = fast_ack._replay
 
-        def spy(body: bytes) -> object:
-            handed_over.append(body.decode())
-            return original(body)
+        def spy(chunks: list[bytes], **kwargs: Any) -> object:
+            handed_over.append(b"".join(chunks).decode())
+            return original(chunks, **kwargs)
 
         monkeypatch.setattr(fast_ack, "_replay", spy)
         url = f"/v1/command/{commands[0].id}"
@@ -148,3 +150,44 @@ class TestTheLaneIsTaken:
         refused = await client.patch(url, json={"device_status": "MAYBE"}, headers=oem.headers)
         assert refused.status_code == 422
         assert handed_over == ['{"device_status":"MAYBE"}']
+
+
+class TestTheLaneStandsInFrontOfEverything:
+    async def test_it_answers_with_the_callers_request_id(
+        self, client: httpx.AsyncClient, oem: Tenant, commands: list[Command]
+    ) -> None:
+        url = f"/v1/command/{commands[0].id}"
+        headers = {**oem.headers, "X-Request-Id": "oem-trace-42"}
+        answered = await client.patch(url, json={"device_status": "OK"}, headers=headers)
+        assert answered.status_code == 200
+        assert answered.headers["x-request-id"] == "oem-trace-42"
+
+    async def test_a_body_too_large_for_an_acknowledgement_goes_to_the_route(
+        self,
+        client: httpx.AsyncClient,
+        plain: httpx.AsyncClient,
+        settings: Settings,
+        oem: Tenant,
+        commands: list[Command],
+    ) -> None:
+        url = f"/v1/command/{commands[0].id}"
+        padded = {"device_status": "OK", "device_status_reason": "x" * 20_000}
+        fast = await client.patch(url, json=padded, headers=oem.headers)
+        assert fast.status_code == 422  # a reason over 500 characters, as the route says
+        same_answer(fast, await plain.patch(url, json=padded, headers=oem.headers))
+        huge = b"{" + b" " * (settings.limits.max_body_bytes + 1) + b"}"
+        fast = await client.patch(url, content=huge, headers=oem.headers)
+        assert fast.status_code == 413
+        same_answer(fast, await plain.patch(url, content=huge, headers=oem.headers))
+
+    async def test_a_body_sent_in_pieces_without_a_length_is_read_whole(
+        self, client: httpx.AsyncClient, oem: Tenant, commands: list[Command]
+    ) -> None:
+        async def pieces() -> AsyncIterator[bytes]:
+            yield b'{"device_status":'
+            yield b'"OK"}'
+
+        url = f"/v1/command/{commands[0].id}"
+        answered = await client.patch(url, content=pieces(), headers=oem.headers)
+        assert answered.status_code == 200
+        assert answered.json()["device_status"] == "OK"

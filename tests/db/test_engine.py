@@ -94,3 +94,40 @@ async def test_a_connection_closed_by_the_server_while_idle_is_replaced(
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+async def test_requests_in_flight_up_to_the_pool_size_reuse_connections(database_url: str) -> None:
+    # A connection beyond the pool is closed when given back: on PostgreSQL each new one is a
+    # server process started and ended, so a burst within the pool must not open any.
+    engine = create_engine(database_url, pool_size=6)
+    opened: list[object] = []
+    sa.event.listen(engine.sync_engine, "connect", lambda connection, _record: opened.append(1))
+    holding: list[int] = []
+    everyone_holds, gate = asyncio.Event(), asyncio.Event()
+
+    async def request(size: int) -> None:
+        async with engine.connect() as connection:
+            holding.append(1)
+            if len(holding) == size:
+                everyone_holds.set()
+            await gate.wait()
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def burst(size: int) -> None:
+        holding.clear()
+        everyone_holds.clear()
+        gate.clear()
+        tasks = [asyncio.create_task(request(size)) for _ in range(size)]
+        await everyone_holds.wait()  # all hold a connection at once, then all give it back
+        gate.set()
+        await asyncio.gather(*tasks)
+
+    try:
+        for _ in range(3):
+            await burst(6)
+        assert len(opened) == 6
+        await burst(9)  # three beyond the pool: opened, used and closed
+        await burst(6)
+        assert len(opened) == 9
+    finally:
+        await engine.dispose()

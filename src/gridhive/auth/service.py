@@ -257,6 +257,15 @@ async def consume_session_token(session: AsyncSession, token: str) -> AccessToke
     return row
 
 
+def remembered(credential: str) -> Principal | None:
+    """The principal of a credential that worked in the last few seconds and has not expired
+    since, without asking the database; None when `authenticate` has to."""
+    cached = credential_cache.get(hash_secret(credential))
+    if cached is None or (cached.expires_at is not None and cached.expires_at <= utc_now()):
+        return None
+    return cached.principal
+
+
 async def authenticate(session: AsyncSession, credential: str) -> Principal:
     """Resolve a bearer credential (API key, OAuth token or site token) to its Principal.
 

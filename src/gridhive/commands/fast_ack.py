@@ -10,6 +10,12 @@ common case with the same building blocks the route uses - `auth.service.authent
 and hands everything else to FastAPI untouched (the body replayed): a missing or refused
 credential, another kind of caller, a body that does not validate, an unknown command. So
 every error is still the route's own answer, and the route stays the documented one.
+
+It stands in front of FastAPI's whole middleware stack (`app.GridhiveAPI`), so it adds the
+request id header itself. When the caller's credential worked in the last seconds
+(`auth.service.remembered`), the acknowledgement is its one UPDATE ... RETURNING in
+`db.session.single_statement_unit` (on PostgreSQL without BEGIN and COMMIT); otherwise the
+credential is looked up and the ack written in one ordinary unit of work.
 """
 
 from __future__ import annotations
@@ -17,11 +23,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pydantic
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,7 +34,7 @@ from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
 from gridhive.commands import service
 from gridhive.commands.schemas import CommandAck
-from gridhive.db.session import get_session
+from gridhive.db.session import get_session, single_statement_unit
 
 _PATH = re.compile(r"^/v1/commands?/([0-9a-fA-F-]{32,36})$")
 _ACK = pydantic.TypeAdapter(CommandAck)
@@ -40,23 +45,33 @@ class _HandOver(Exception):
 
 
 class FastAck:
-    def __init__(self, app: ASGIApp) -> None:
+    """The lane, in front of `app` (FastAPI's whole stack: its middleware and ours).
+
+    `application` is the FastAPI object whose state, settings and dependency overrides the lane
+    uses; it stands in `scope["app"]` as it would for a route.
+    """
+
+    def __init__(self, app: ASGIApp, application: Any) -> None:
         self.app = app
+        self.application = application
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "PATCH":
+        if match is None or scope["method"] != "PATCH" or _declares_large_body(scope):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
-        if body is None:  # the client went away before sending its body
+        scope["app"] = self.application
+        chunks, complete = await _read_body(receive)
+        if not complete:  # larger than an acknowledgement can be, or the client went away
+            await self.app(scope, _replay(chunks, complete=False, then=receive), send)
             return
+        body = b"".join(chunks)
         try:
             payload = await self._acknowledge(scope, match.group(1), body)
         except _HandOver:
-            await self.app(scope, _replay(body), send)
+            await self.app(scope, _replay([body], complete=True, then=receive), send)
             return
-        await _send_json(send, payload)
+        await _send_json(send, payload, _request_id(scope))
 
     async def _acknowledge(self, scope: Scope, command_id: str, body: bytes) -> dict[str, Any]:
         headers = dict(scope["headers"])
@@ -69,10 +84,19 @@ class FastAck:
         except (ValueError, pydantic.ValidationError):
             raise _HandOver from None
         try:
-            async with _request_session(scope) as session:
+            app = scope["app"]
+            provider = app.dependency_overrides.get(get_session, get_session)
+            principal = auth_service.remembered(credential)
+            if principal is not None and provider is get_session:
+                # The common case: a caller seen in the last seconds, one UPDATE ... RETURNING.
+                _check_caller(principal)
+                async with single_statement_unit(app.state.sessionmaker) as session:
+                    return await service.acknowledge(
+                        session, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
+                    )
+            async with asynccontextmanager(provider)(Request(scope)) as session:
                 principal = await auth_service.authenticate(session, credential)
-                if principal.kind is not OrgKind.OEM or principal.via == "site":
-                    raise _HandOver
+                _check_caller(principal)
                 return await service.acknowledge(
                     session, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
                 )
@@ -82,12 +106,10 @@ class FastAck:
             raise _HandOver from None
 
 
-def _request_session(scope: Scope) -> AbstractAsyncContextManager[AsyncSession]:
-    """The unit of work the routes get from `get_session` (or what replaces it, as tests do):
-    committed when the block ends, rolled back if it raises."""
-    app = scope["app"]
-    provider = app.dependency_overrides.get(get_session, get_session)
-    return asynccontextmanager(provider)(Request(scope))
+def _check_caller(principal: auth_service.Principal) -> None:
+    """Only a device maker's own key or token acknowledges; the route refuses anyone else."""
+    if principal.kind is not OrgKind.OEM or principal.via == "site":
+        raise _HandOver
 
 
 def _bearer(header: bytes) -> str:
@@ -105,39 +127,65 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole body (BodySizeLimit, outside, stops one that is too large), or None when the
-    client disconnected first."""
-    chunks = []
+# An acknowledgement is a status and a reason of at most 500 characters: anything larger is
+# not one, and goes to the route (whose body limit answers a body that is too large).
+_MAX_ACK_BYTES = 16 * 1024
+
+
+def _declares_large_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > _MAX_ACK_BYTES
+    return False
+
+
+async def _read_body(receive: Receive) -> tuple[list[bytes], bool]:
+    """The body's chunks, and whether that is all of it: reading stops past `_MAX_ACK_BYTES`
+    and at a disconnect, so the route can be handed what was read and the rest of the stream."""
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
+            return chunks, False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks, True
+        if size > _MAX_ACK_BYTES:
+            return chunks, False
 
 
-async def _send_json(send: Send, payload: dict[str, Any]) -> None:
-    # The bytes Starlette's JSONResponse would send for the same answer.
+def _request_id(scope: Scope) -> bytes:
+    """As `api.middleware.RequestId` would answer: the caller's X-Request-Id or a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and value:
+            return value.decode("latin-1")[:64].encode()
+    return uuid.uuid4().hex.encode()
+
+
+async def _send_json(send: Send, payload: dict[str, Any], request_id: bytes) -> None:
+    # The bytes Starlette's JSONResponse would send for the same answer, and RequestId's header.
     body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     encoded = body.encode("utf-8")
     headers = [
         (b"content-length", str(len(encoded)).encode("latin-1")),
         (b"content-type", b"application/json"),
+        (b"x-request-id", request_id),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": encoded})
 
 
-def _replay(body: bytes) -> Receive:
-    sent = False
+def _replay(chunks: list[bytes], *, complete: bool, then: Receive) -> Receive:
+    """The body read so far as one message (the last one if `complete`), then whatever the
+    request's own `receive` still has to give: the rest of the body, or the disconnect."""
+    pending = [b"".join(chunks)]
 
     async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": not complete}
+        return await then()
 
     return receive
