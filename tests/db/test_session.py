@@ -36,14 +36,13 @@ async def _read(engine: AsyncEngine) -> int:
 
 
 async def test_the_statement_is_stored(scratch: AsyncEngine) -> None:
-    sessionmaker = make_sessionmaker(scratch)
-    async with single_statement_unit(sessionmaker) as session:
-        changed = await session.execute(
+    async with single_statement_unit(scratch) as connection:
+        changed = await connection.execute(
             sa.text("UPDATE scratch_counter SET n = n + 1 WHERE id = 1 RETURNING n")
         )
         assert changed.scalar_one() == 1
     assert await _read(scratch) == 1
-    async with unit_of_work(sessionmaker) as session:  # the pooled connection is ordinary again
+    async with unit_of_work(make_sessionmaker(scratch)) as session:  # an ordinary one again
         await session.execute(sa.text("UPDATE scratch_counter SET n = 5"))
         await session.rollback()
     assert await _read(scratch) == 1
@@ -54,6 +53,6 @@ async def test_on_postgresql_it_is_committed_as_soon_as_it_ran(
 ) -> None:
     if is_sqlite(database_url):
         pytest.skip("SQLite runs it in an ordinary transaction")
-    async with single_statement_unit(make_sessionmaker(scratch)) as session:
-        await session.execute(sa.text("UPDATE scratch_counter SET n = 7"))
+    async with single_statement_unit(scratch) as connection:
+        await connection.execute(sa.text("UPDATE scratch_counter SET n = 7"))
         assert await _read(scratch) == 7  # another connection sees it before the block ends

@@ -14,8 +14,9 @@ every error is still the route's own answer, and the route stays the documented 
 It stands in front of FastAPI's whole middleware stack (`app.GridhiveAPI`), so it adds the
 request id header itself. When the caller's credential worked in the last seconds
 (`auth.service.remembered`), the acknowledgement is its one UPDATE ... RETURNING in
-`db.session.single_statement_unit` (on PostgreSQL without BEGIN and COMMIT); otherwise the
-credential is looked up and the ack written in one ordinary unit of work.
+`db.session.single_statement_unit` (on PostgreSQL without BEGIN and COMMIT, and shared with
+the acks that arrive meanwhile: `commands.ack_group`); otherwise the credential is looked up
+and the ack written in one ordinary unit of work.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pydantic
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import OrgKind
 from gridhive.commands import service
+from gridhive.commands.ack_group import AckGroup
 from gridhive.commands.schemas import CommandAck
 from gridhive.db.session import get_session, single_statement_unit
 
@@ -54,6 +57,15 @@ class FastAck:
     def __init__(self, app: ASGIApp, application: Any) -> None:
         self.app = app
         self.application = application
+        self._group: AckGroup | None = None
+
+    def _ack_group(self, engine: AsyncEngine) -> AckGroup | None:
+        """Group commit on PostgreSQL; SQLite has one writer at a time and gains nothing."""
+        if engine.dialect.name != "postgresql":
+            return None
+        if self._group is None or self._group.engine is not engine:
+            self._group = AckGroup(engine, unit=lambda: single_statement_unit(engine))
+        return self._group
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
@@ -88,11 +100,18 @@ class FastAck:
             provider = app.dependency_overrides.get(get_session, get_session)
             principal = auth_service.remembered(credential)
             if principal is not None and provider is get_session:
-                # The common case: a caller seen in the last seconds, one UPDATE ... RETURNING.
+                # The common case: a caller seen in the last seconds, one UPDATE ... RETURNING,
+                # shared with the acks that arrive meanwhile on PostgreSQL.
                 _check_caller(principal)
-                async with single_statement_unit(app.state.sessionmaker) as session:
+                if group := self._ack_group(app.state.engine):
+                    stored = await group.acknowledge(
+                        tenant_id=principal.org_id, command_id=parsed_id, ack=ack
+                    )
+                    if stored is not None:
+                        return stored
+                async with single_statement_unit(app.state.engine) as connection:
                     return await service.acknowledge(
-                        session, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
+                        connection, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
                     )
             async with asynccontextmanager(provider)(Request(scope)) as session:
                 principal = await auth_service.authenticate(session, credential)

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -110,10 +111,16 @@ _READ_OWNED = sa.select(*_PAYLOAD_COLUMNS).where(_OWNED)
 
 
 async def acknowledge(
-    session: AsyncSession, *, tenant_id: uuid.UUID, command_id: uuid.UUID, ack: CommandAck
+    session: AsyncSession | AsyncConnection,
+    *,
+    tenant_id: uuid.UUID,
+    command_id: uuid.UUID,
+    ack: CommandAck,
 ) -> dict[str, Any]:
     """Record the device's answer; Flip's Command as JSON. Repeating the same answer changes
-    nothing (idempotent). Another tenant's command is not found."""
+    nothing (idempotent). Another tenant's command is not found.
+
+    Runs on a session, or on a bare connection (the fast lane's `single_statement_unit`)."""
     status, reason, now = ack.normalised_status, ack.device_status_reason, utc_now()
     # Bound names differ from the columns': an UPDATE reserves those for its SET clause.
     owner = {"owned_id": command_id, "owner_id": tenant_id}
@@ -129,12 +136,82 @@ async def acknowledge(
     }
     row = (await session.execute(statement, parameters)).one_or_none()
     if row is not None:
-        _refresh_loaded(session, command_id, status, reason, now)
+        if isinstance(session, AsyncSession):
+            _refresh_loaded(session, command_id, status, reason, now)
         return command_payload(row)
     row = (await session.execute(_READ_OWNED, owner)).one_or_none()
     if row is None:
         raise CommandNotFound(f"No command with id {command_id}")
     return command_payload(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """One device's answer to one command, as `acknowledge_many` takes it."""
+
+    tenant_id: uuid.UUID
+    command_id: uuid.UUID
+    ack: CommandAck
+
+
+# Many acknowledgements in one statement (PostgreSQL): the answers as parallel arrays, unnested
+# into rows and joined to their commands, with the same rule of what changes as `acknowledge`.
+_ANSWERS = (
+    sa.func.unnest(
+        sa.bindparam("ids", type_=postgresql.ARRAY(sa.Uuid)),
+        sa.bindparam("owners", type_=postgresql.ARRAY(sa.Uuid)),
+        sa.bindparam("statuses", type_=postgresql.ARRAY(sa.String)),
+        sa.bindparam("reasons", type_=postgresql.ARRAY(sa.String)),
+    )
+    .table_valued(
+        sa.column("id", sa.Uuid),
+        sa.column("owner", sa.Uuid),
+        sa.column("status", sa.String),
+        sa.column("reason", sa.String),
+    )
+    .render_derived(name="answer", with_types=False)
+)
+_ACK_MANY = (
+    sa.update(_commands)
+    .where(
+        _commands.c.id == _ANSWERS.c.id,
+        _commands.c.tenant_id == _ANSWERS.c.owner,
+        sa.or_(
+            _commands.c.device_status != _ANSWERS.c.status,
+            sa.and_(
+                _ANSWERS.c.reason.is_not(None),
+                _commands.c.device_status_reason.is_distinct_from(_ANSWERS.c.reason),
+            ),
+        ),
+    )
+    .values(
+        device_status=_ANSWERS.c.status,
+        device_status_reason=_ANSWERS.c.reason,
+        acknowledged_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(*_PAYLOAD_COLUMNS)
+)
+
+
+async def acknowledge_many(
+    connection: AsyncConnection, answers: Sequence[Acknowledgement]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Record many answers in one statement (PostgreSQL only); Flip's Command as JSON by id,
+    for the commands that changed. Each command may appear once. An answer missing from the
+    result changed nothing (a repeat) or names no command of its tenant: `acknowledge` tells
+    which, one by one."""
+    rows = await connection.execute(
+        _ACK_MANY,
+        {
+            "ids": [a.command_id for a in answers],
+            "owners": [a.tenant_id for a in answers],
+            "statuses": [a.ack.normalised_status.value for a in answers],
+            "reasons": [a.ack.device_status_reason for a in answers],
+            "now": utc_now(),
+        },
+    )
+    return {row.id: command_payload(row) for row in rows}
 
 
 def _refresh_loaded(
