@@ -35,11 +35,13 @@ async def claim(
     """
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=model)
+    # On the table, not the mapped class: no ORM bulk-update machinery for a statement that
+    # touches no loaded object (synchronize_session=False said as much).
+    table = model.__table__
     statement = (
-        sa.update(model)
-        .where(model.id.in_(candidates), claimable)
+        sa.update(table)
+        .where(table.c.id.in_(candidates), claimable)
         .values(state=leased_state, lease_until=now + lease, leased_by=worker)
-        .returning(model.id)
-        .execution_options(synchronize_session=False)
+        .returning(table.c.id)
     )
     return list((await session.scalars(statement)).all())
