@@ -179,3 +179,30 @@ class TestAckGroup:
         # The group still works afterwards.
         group.unit = on(await session.connection(), [])
         assert await group.acknowledge(tenant_id=oem.org.id, command_id=commands[0].id, ack=ok)
+
+    async def test_when_the_writer_is_stopped_no_ack_is_left_waiting(
+        self, oem: Tenant, commands: list[Command]
+    ) -> None:
+        entered = asyncio.Event()
+
+        @asynccontextmanager
+        async def stuck() -> AsyncIterator[AsyncConnection]:
+            entered.set()
+            await asyncio.Event().wait()  # a database that never answers
+            yield  # pragma: no cover
+
+        group = AckGroup(None, unit=stuck)
+        ok = CommandAck.model_validate({"device_status": "OK"})
+        first = asyncio.ensure_future(
+            group.acknowledge(tenant_id=oem.org.id, command_id=commands[0].id, ack=ok)
+        )
+        await entered.wait()
+        second = asyncio.ensure_future(  # waits for the next statement
+            group.acknowledge(tenant_id=oem.org.id, command_id=commands[1].id, ack=ok)
+        )
+        await asyncio.sleep(0)
+        assert group._writer is not None
+        group._writer.cancel()  # the process shuts down
+        for waiting in (first, second):
+            with pytest.raises(RuntimeError, match="writer stopped"):
+                await waiting

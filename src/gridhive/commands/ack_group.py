@@ -59,7 +59,8 @@ class AckGroup:
         future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         answer = service.Acknowledgement(tenant_id, command_id, ack)
         self._waiting.append(_Waiting(answer, future))
-        if self._writer is None or self._writer.done():
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
             self._writer = loop.create_task(self._write_while_waiting())
         return await future
 
@@ -70,10 +71,12 @@ class AckGroup:
                 async with self.unit() as connection:
                     stored = await service.acknowledge_many(connection, [w.answer for w in batch])
             except Exception as exc:  # each request hands its ack to the route, which reports
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(exc)
+                _fail(batch, exc)
                 continue
+            except BaseException:  # the writer itself is stopped (shutdown): nobody may hang
+                _fail(batch + self._waiting, RuntimeError("the acknowledgement writer stopped"))
+                self._waiting = []
+                raise
             for waiting in batch:
                 if not waiting.future.done():  # its client may have gone away
                     waiting.future.set_result(stored.get(waiting.answer.command_id))
@@ -93,3 +96,9 @@ class AckGroup:
             batch.append(waiting)
         self._waiting = later
         return batch
+
+
+def _fail(waiting: list[_Waiting], error: Exception) -> None:
+    for one in waiting:
+        if not one.future.done():
+            one.future.set_exception(error)

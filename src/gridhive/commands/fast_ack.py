@@ -96,33 +96,42 @@ class FastAck:
         except (ValueError, pydantic.ValidationError):
             raise _HandOver from None
         try:
-            app = scope["app"]
-            provider = app.dependency_overrides.get(get_session, get_session)
-            principal = auth_service.remembered(credential)
-            if principal is not None and provider is get_session:
-                # The common case: a caller seen in the last seconds, one UPDATE ... RETURNING,
-                # shared with the acks that arrive meanwhile on PostgreSQL.
-                _check_caller(principal)
-                if group := self._ack_group(app.state.engine):
-                    stored = await group.acknowledge(
-                        tenant_id=principal.org_id, command_id=parsed_id, ack=ack
-                    )
-                    if stored is not None:
-                        return stored
-                async with single_statement_unit(app.state.engine) as connection:
-                    return await service.acknowledge(
-                        connection, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
-                    )
-            async with asynccontextmanager(provider)(Request(scope)) as session:
-                principal = await auth_service.authenticate(session, credential)
-                _check_caller(principal)
-                return await service.acknowledge(
-                    session, tenant_id=principal.org_id, command_id=parsed_id, ack=ack
-                )
+            return await self._store(scope, credential, parsed_id, ack)
         except Exception:  # any failure is the route's to answer
             # The unit of work rolled back, or its commit failed: either way the route may run
             # the acknowledgement again, which is idempotent, and answers (or reports) as usual.
             raise _HandOver from None
+
+    async def _store(
+        self, scope: Scope, credential: str, command_id: uuid.UUID, ack: CommandAck
+    ) -> dict[str, Any]:
+        app = scope["app"]
+        provider = app.dependency_overrides.get(get_session, get_session)
+        principal = auth_service.remembered(credential)
+        if principal is None or provider is not get_session:
+            # Look the credential up and store the ack in one unit of work, as the route does
+            # (tests replace the unit of work: this is then the path they take).
+            async with asynccontextmanager(provider)(Request(scope)) as session:
+                principal = await auth_service.authenticate(session, credential)
+                _check_caller(principal)
+                return await service.acknowledge(
+                    session, tenant_id=principal.org_id, command_id=command_id, ack=ack
+                )
+        # The common case: a caller seen in the last seconds, one UPDATE ... RETURNING, shared
+        # with the acks that arrive meanwhile on PostgreSQL. A repeat or an unknown command
+        # comes back empty from the group and is told apart one by one.
+        _check_caller(principal)
+        engine = app.state.engine
+        if group := self._ack_group(engine):
+            stored = await group.acknowledge(
+                tenant_id=principal.org_id, command_id=command_id, ack=ack
+            )
+            if stored is not None:
+                return stored
+        async with single_statement_unit(engine) as connection:
+            return await service.acknowledge(
+                connection, tenant_id=principal.org_id, command_id=command_id, ack=ack
+            )
 
 
 def _check_caller(principal: auth_service.Principal) -> None:
