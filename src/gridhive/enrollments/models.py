@@ -41,8 +41,24 @@ class EnrollMethod(enum.StrEnum):
     USER_ACTION = "USER_ACTION"
 
 
+# A site has at most one open enrollment per program. The service checks it and answers 409;
+# the index makes two requests racing past that check fail as well (the second commit is
+# refused, and the API answers that one with a 409 too).
+_OPEN = sa.text("status IN (" + ", ".join(f"'{s.value}'" for s in OPEN_STATUSES) + ")")
+
+
 class Enrollment(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "enrollments"
+    __table_args__ = (
+        sa.Index(
+            "uq_enrollments_open_site_program",
+            "site_pk",
+            "program_id",
+            unique=True,
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
