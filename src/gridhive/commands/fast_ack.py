@@ -69,7 +69,12 @@ class FastAck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _PATH.match(scope["path"]) if scope["type"] == "http" else None
-        if match is None or scope["method"] != "PATCH" or _declares_large_body(scope):
+        if match is None or scope["method"] != "PATCH":
+            await self.app(scope, receive, send)
+            return
+        # Read as the middleware and Starlette read them: the last of a repeated header wins.
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        if _declares_large_body(headers):
             await self.app(scope, receive, send)
             return
         scope["app"] = self.application
@@ -79,14 +84,15 @@ class FastAck:
             return
         body = b"".join(chunks)
         try:
-            payload = await self._acknowledge(scope, match.group(1), body)
+            payload = await self._acknowledge(scope, headers, match.group(1), body)
         except _HandOver:
             await self.app(scope, _replay([body], complete=True, then=receive), send)
             return
-        await _send_json(send, payload, _request_id(scope))
+        await _send_json(send, payload, _request_id(headers))
 
-    async def _acknowledge(self, scope: Scope, command_id: str, body: bytes) -> dict[str, Any]:
-        headers = dict(scope["headers"])
+    async def _acknowledge(
+        self, scope: Scope, headers: dict[bytes, bytes], command_id: str, body: bytes
+    ) -> dict[str, Any]:
         credential = _bearer(headers.get(b"authorization", b""))
         if not _is_json(headers.get(b"content-type")):
             raise _HandOver
@@ -160,11 +166,9 @@ def _is_json(content_type: bytes | None) -> bool:
 _MAX_ACK_BYTES = 16 * 1024
 
 
-def _declares_large_body(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            return not value.isdigit() or int(value) > _MAX_ACK_BYTES
-    return False
+def _declares_large_body(headers: dict[bytes, bytes]) -> bool:
+    declared = headers.get(b"content-length")
+    return declared is not None and (not declared.isdigit() or int(declared) > _MAX_ACK_BYTES)
 
 
 async def _read_body(receive: Receive) -> tuple[list[bytes], bool]:
@@ -185,12 +189,10 @@ async def _read_body(receive: Receive) -> tuple[list[bytes], bool]:
             return chunks, False
 
 
-def _request_id(scope: Scope) -> bytes:
+def _request_id(headers: dict[bytes, bytes]) -> bytes:
     """As `api.middleware.RequestId` would answer: the caller's X-Request-Id or a new one."""
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and value:
-            return value.decode("latin-1")[:64].encode()
-    return uuid.uuid4().hex.encode()
+    incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+    return (incoming or uuid.uuid4().hex).encode()
 
 
 async def _send_json(send: Send, payload: dict[str, Any], request_id: bytes) -> None:
