@@ -15,7 +15,9 @@ from gridhive.commands.models import Command
 from gridhive.events.models import Event
 from gridhive.kit.time import frozen_time, isoformat_z, utc_now
 from gridhive.programs.models import Group, Program, SiteGroup
+from gridhive.sites.models import Site
 from gridhive.webhooks.models import OutboundMessage
+from gridhive.webhooks.repository import payload_of
 from tests.factories import (
     Tenant,
     create_device,
@@ -131,6 +133,34 @@ class TestDispatch:
         assert types.count("command.created") == 6
         assert types.count("event.created") == 3  # the utility and two sites
 
+    async def test_each_oem_message_carries_the_wire_form_it_announces(
+        self, client: httpx.AsyncClient, fleet: Fleet, session: AsyncSession
+    ) -> None:
+        # Commands and site events are stored through shared templates: each message must
+        # still read as its own command and its own site's event, exactly as the API shows them.
+        event = await dispatch(client, fleet, discharge(fleet))
+        polled = {c["id"]: c for c in await commands_of(client, fleet, event["id"])}
+        messages = (
+            await session.scalars(
+                sa.select(OutboundMessage).where(OutboundMessage.org_id == fleet.oem.org.id)
+            )
+        ).all()
+        created = {m.command_id: m for m in messages if m.event_type == "command.created"}
+        assert {str(command_id) for command_id in created} == set(polled)
+        for command_id, message in created.items():
+            payload = await payload_of(session, message)
+            assert payload == {**polled[str(command_id)], "object_type": "command"}
+        site_messages = [m for m in messages if m.event_type == "event.created"]
+        assert sorted(m.subject_id for m in site_messages) == ["home-1", "home-2"]
+        for message in site_messages:
+            site = await create_site(session, fleet.oem, message.subject_id)  # the same site
+            shown = await client.get(
+                f"/v1/site/{message.subject_id}/event/{event['id']}",
+                headers=await site_token(session, fleet.oem, site),
+            )
+            payload = await payload_of(session, message)
+            assert payload == {**shown.json(), "object_type": "event"}
+
     async def test_even_split_over_the_target(
         self, client: httpx.AsyncClient, fleet: Fleet
     ) -> None:
@@ -172,7 +202,6 @@ class TestDispatch:
         session.add(group)
         await session.flush()
         home = (await client.get("/v1/site/home-1", headers=fleet.oem.headers)).json()
-        from gridhive.sites.models import Site
 
         site = await session.scalar(sa.select(Site).where(Site.id == home["id"]))
         assert site is not None

@@ -17,6 +17,7 @@ from gridhive.events import repository
 from gridhive.kit.time import isoformat_z, utc_now
 from gridhive.programs.models import Program
 from gridhive.webhooks.models import OutboundMessage
+from gridhive.webhooks.repository import payload_of
 from tests.factories import (
     Tenant,
     create_device,
@@ -98,7 +99,8 @@ class TestSupersession:
         assert set(messages) == {str(c.id) for c in old}
         for command in old:
             message = messages[str(command.id)]
-            assert message.payload == {**wire_form(command), "object_type": "command"}
+            payload = await payload_of(session, message)
+            assert payload == {**wire_form(command), "object_type": "command"}
             assert message.org_id == command.tenant_id
             assert message.subject_id == command.device_id
             assert str(message.event_id) == first

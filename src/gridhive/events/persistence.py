@@ -10,10 +10,10 @@ PostgreSQL the server inserts one batch while the next is being built.
 Each JSON value is serialised once. The wire forms of site events and commands, which differ
 only in an id or two between thousands of rows, are built by the functions that build them for
 every other message (`views.site_event_payload`, `command_service.command_payload`) once per
-shape, with placeholders for the ids, and the ids are then filled into the text. Explanations
-are encoded once per `PlannedCommand.explanation_key`. Superseded commands are canceled the
-same way: one UPDATE ... RETURNING per chunk of ids and their `command.canceled` messages
-from templates.
+shape, with placeholders for the ids, and stored once as a payload template that the messages
+name (webhooks/templates.py). Explanations are encoded once per
+`PlannedCommand.explanation_key`. Superseded commands are canceled the same way: one
+UPDATE ... RETURNING per chunk of ids and their `command.canceled` messages from templates.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from datetime import datetime, timedelta
-from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,13 +37,7 @@ from gridhive.kit.time import isoformat_z
 from gridhive.programs.models import Program
 from gridhive.webhooks import service as webhook_service
 from gridhive.webhooks.service import MessageRow
-
-# Placeholders serialised into a template and replaced per row; neither can be a real value
-# (a random UUID, and a string with NULs that no OEM id contains).
-_ID = uuid.uuid4()
-_ID_TOKEN = json_string(str(_ID))
-_NAME = "\x00gridhive-name\x00"
-_NAME_TOKEN = json_string(_NAME)
+from gridhive.webhooks.templates import COMMAND_PLACEHOLDER, SUBJECT_PLACEHOLDER, Template
 
 SITE_EVENT_COLUMNS = (
     "pk",
@@ -232,20 +225,15 @@ class _PlanRows:
         template = _site_event_template(self.event, self.now)
         tenant_of_site, event_id = self.tenant_of_site, self.event.id
         for key, pc in self.sites.items():
-            site_event = template.replace(_NAME_TOKEN, json_string(pc.site_id))
-            yield tenant_of_site[key], pc.site_id, site_event, event_id, None
+            yield tenant_of_site[key], pc.site_id, template, event_id, None
 
     def command_messages(self) -> Iterator[MessageRow]:
         """`command.created` for each command's OEM, with the command's wire form."""
         tenant_of_site, event_id, now = self.tenant_of_site, self.event.id, self.now
         templates = _Memo(lambda shape: _command_template(event_id, now, *shape))
         for pc in self.commands_planned:
-            command = (
-                templates[_shape(pc)]
-                .replace(_ID_TOKEN, f'"{pc.id}"')
-                .replace(_NAME_TOKEN, json_string(pc.device_id))
-            )
-            yield tenant_of_site[pc.site_pk.int], pc.device_id, command, self.event.id, pc.id
+            template = templates[_shape(pc)]
+            yield tenant_of_site[pc.site_pk.int], pc.device_id, template, event_id, pc.id
 
 
 async def _supersede(session: AsyncSession, plan: EventPlan, now: datetime) -> None:
@@ -272,7 +260,7 @@ async def _supersede(session: AsyncSession, plan: EventPlan, now: datetime) -> N
 def _canceled_messages(
     rows: Sequence[CanceledCommand], reason: str, now: datetime
 ) -> Iterator[MessageRow]:
-    def template(shape: tuple[Any, ...]) -> str:
+    def template(shape: tuple[Any, ...]) -> Template:
         return _command_template(
             *shape,
             status=CommandStatus.CANCELED,
@@ -282,18 +270,15 @@ def _canceled_messages(
 
     templates = _Memo(template)
     for command_id, device_id, tenant_id, *shape in rows:
-        command = (
-            templates[tuple(shape)]
-            .replace(_ID_TOKEN, f'"{command_id}"')
-            .replace(_NAME_TOKEN, json_string(device_id))
-        )
-        yield tenant_id, device_id, command, shape[0], command_id
+        yield tenant_id, device_id, templates[tuple(shape)], shape[0], command_id
 
 
-def _site_event_template(event: Event, now: datetime) -> str:
+def _site_event_template(event: Event, now: datetime) -> Template:
     """`views.site_event_payload` for every site of the event, with the site id left open."""
-    placeholder = SiteEvent(site_id=_NAME, is_participating=True, created_at=now, updated_at=now)
-    return _template(views.site_event_payload(event, placeholder, now), _NAME_TOKEN)
+    placeholder = SiteEvent(
+        site_id=SUBJECT_PLACEHOLDER, is_participating=True, created_at=now, updated_at=now
+    )
+    return Template.of(views.site_event_payload(event, placeholder, now), command=False)
 
 
 def _shape(pc: PlannedCommand) -> tuple[Any, ...]:
@@ -318,15 +303,15 @@ def _command_template(
     status: CommandStatus = CommandStatus.OK,
     device_status_reason: str | None = None,
     updated_at: datetime | None = None,
-) -> str:
+) -> Template:
     """`command_service.command_payload` of a command of this shape, ids left open."""
     starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = (
         battery_command
     )
     placeholder = Command(
-        id=_ID,
+        id=COMMAND_PLACEHOLDER,
         event_id=event_id,
-        device_id=_NAME,
+        device_id=SUBJECT_PLACEHOLDER,
         starts_at=starts_at,
         ends_at=ends_at,
         duration_s=duration_s,
@@ -342,13 +327,4 @@ def _command_template(
         created_at=created_at,
         updated_at=updated_at or created_at,
     )
-    return _template(command_service.command_payload(placeholder), _ID_TOKEN, _NAME_TOKEN)
-
-
-def _template(payload: dict[str, Any], *tokens: str) -> str:
-    text = json_text(payload)
-    for token in tokens:
-        # A wire form that stopped carrying an id verbatim would send the placeholder out.
-        if token not in text:
-            raise RuntimeError(f"wire form without its placeholder {token}: {text[:200]}")
-    return text
+    return Template.of(command_service.command_payload(placeholder), command=True)

@@ -25,7 +25,14 @@ from gridhive.commands.models import Command
 from gridhive.errors import Unprocessable
 from gridhive.events.models import Event, SiteEvent
 from gridhive.kit.time import ensure_utc, isoformat_z
-from gridhive.webhooks.models import Delivery, DeliveryAttempt, DeliveryState, OutboundMessage
+from gridhive.webhooks.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    OutboundMessage,
+    PayloadTemplate,
+)
+from gridhive.webhooks.templates import payload_field, template_join
 
 # Ties on time: a change comes before its delivery attempts, and those before an answer.
 MESSAGE, ATTEMPT, ACK = 0, 1, 2
@@ -96,12 +103,13 @@ def _entries(event_id: uuid.UUID) -> sa.CompoundSelect[*tuple[Any, ...]]:
         m.org_id.label("org_id"),
         m.subject_id.label("subject_id"),
         m.command_id.label("command_id"),
-        m.payload["site_id"].as_string().label("site_id"),
-        m.payload["status"].as_string().label("status"),
+        payload_field("site_id").label("site_id"),
+        payload_field("status").label("status"),
         sa.null().label("status_code"),
         sa.null().label("error"),
         sa.null().label("attempt"),
-    ).where(m.event_id == event_id)
+    )
+    messages = messages.outerjoin(PayloadTemplate, template_join()).where(m.event_id == event_id)
     return sa.union_all(messages, _attempts(event_id), _acks(event_id))
 
 
@@ -122,7 +130,7 @@ def _attempts(event_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
             m.org_id,
             m.subject_id,
             m.command_id,
-            m.payload["site_id"].as_string(),
+            payload_field("site_id"),
             sa.null(),
             a.status_code,
             a.error,
@@ -130,6 +138,7 @@ def _attempts(event_id: uuid.UUID) -> sa.Select[*tuple[Any, ...]]:
         )
         .join(d, d.id == a.delivery_id)
         .join(m, m.id == d.message_id)
+        .outerjoin(PayloadTemplate, template_join())
         .where(m.event_id == event_id)
     )
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.db.bulk import DriverValues, insert_rows, uuid4_hex_stream
 from gridhive.kit.pagination import Page
+from gridhive.webhooks import templates
 from gridhive.webhooks.models import (
     OPEN_STATES,
     Channel,
@@ -24,6 +26,7 @@ from gridhive.webhooks.models import (
     DeliveryState,
     EndpointStatus,
     OutboundMessage,
+    PayloadTemplate,
     WebhookEndpoint,
 )
 
@@ -214,10 +217,14 @@ async def load_jobs(session: AsyncSession, ids: Sequence[uuid.UUID], now: dateti
             OutboundMessage.object_type,
             OutboundMessage.subject_id,
             OutboundMessage.payload,
+            OutboundMessage.command_id,
+            # As text (PostgreSQL's driver parses JSON): `templates.render` fills in the ids.
+            sa.cast(PayloadTemplate.body, sa.Text).label("template"),
             OutboundMessage.created_at,
             OutboundMessage.id.label("message_id"),
         )
         .join(OutboundMessage, OutboundMessage.id == Delivery.message_id)
+        .outerjoin(PayloadTemplate, templates.template_join())
         .outerjoin(WebhookEndpoint, WebhookEndpoint.id == Delivery.endpoint_id)
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.seq, Delivery.id)
@@ -236,12 +243,36 @@ async def load_jobs(session: AsyncSession, ids: Sequence[uuid.UUID], now: dateti
             event_type=row.event_type,
             object_type=row.object_type,
             subject_id=row.subject_id,
-            payload=row.payload,
+            payload=_payload(row),
             message_created_at=row.created_at,
             message_id=row.message_id,
         )
         for row in rows
     ]
+
+
+async def payload_of(session: AsyncSession, message: OutboundMessage) -> dict[str, Any]:
+    """The event object `message` carries, whether stored whole or through its template."""
+    if message.payload is not None:
+        return message.payload
+    body = await session.scalar(
+        sa.select(sa.cast(PayloadTemplate.body, sa.Text)).where(
+            PayloadTemplate.id == message.template_id
+        )
+    )
+    if body is None:
+        raise LookupError(f"message {message.id} has neither a payload nor a stored template")
+    return _rendered(body, message.subject_id, message.command_id)
+
+
+def _payload(row: Any) -> dict[str, Any]:
+    if row.payload is not None:
+        return cast(dict[str, Any], row.payload)
+    return _rendered(row.template, row.subject_id, row.command_id)
+
+
+def _rendered(template: str, subject_id: str, command_id: uuid.UUID | None) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(templates.render(template, subject_id, command_id)))
 
 
 def _signing_secrets(

@@ -16,7 +16,14 @@ from gridhive.db.bulk import uuid4_hex_stream as uuid4_hex_stream
 from gridhive.db.bulk import uuid7_hex_stream as uuid7_hex_stream
 from gridhive.kit.time import utc_now
 from gridhive.webhooks import repository
-from gridhive.webhooks.models import Channel, Delivery, DeliveryMode, OutboundMessage
+from gridhive.webhooks.models import (
+    Channel,
+    Delivery,
+    DeliveryMode,
+    OutboundMessage,
+    PayloadTemplate,
+)
+from gridhive.webhooks.templates import Template
 
 
 async def emit(
@@ -62,16 +69,44 @@ async def emit_many(
 
     One bulk statement instead of an ORM object per row: an event over 100,000 batteries writes
     100,000 `command.created` messages inside the request's transaction. An `event_object` may
-    also come as the JSON text of an object without `object_type` (callers that serialise a
-    template once for thousands of alike messages); `object_type` is added to it here.
-    `messages` may be a generator: rows stream into the database as they are made.
+    also come as the JSON text of an object without `object_type`, to which it is added here,
+    or as a `templates.Template` (an event's commands and site events: the message then stores
+    no payload of its own, and the template is stored once). `messages` may be a generator:
+    rows stream into the database as they are made.
     """
     if isinstance(messages, Sized) and not len(messages):
         return
     refs: list[MessageRef] = []
-    rows = _message_rows(session, event_type, object_type, messages, refs)
+    used: dict[str, Template] = {}
+    rows = _message_rows(session, event_type, object_type, messages, refs, used)
     await insert_rows(session, OutboundMessage, MESSAGE_COLUMNS, rows)
+    await _store_templates(session, object_type, used.values())
     await fan_out(session, refs)
+
+
+async def _store_templates(
+    session: AsyncSession, object_type: str, templates: Iterable[Template]
+) -> None:
+    """Store the templates one `emit_many` call's messages named (a template serves one call:
+    passing it to a second would store it twice, which its primary key refuses)."""
+    created_at = DriverValues.of(session).datetime(utc_now())
+    tail = _object_type_tail(object_type)
+    rows = [(t.id, _with_object_type(t.text, tail), created_at) for t in templates]
+    await insert_rows(session, PayloadTemplate, ("id", "body", "created_at"), rows)
+
+
+def _object_type_tail(object_type: str) -> str:
+    return f'"object_type":{json_text(object_type)}}}'
+
+
+def _with_object_type(event_object: str, tail: str) -> str:
+    """'{..."x":1}' -> '{..."x":1,"object_type":"..."}'; '{}' -> '{"object_type":"..."}'."""
+    text = event_object if event_object[-1:] == "}" else event_object.rstrip()
+    head = text[:-1]
+    if head[-1:] in _OPENERS:  # '{' or whitespace: the object may be empty
+        head = head.rstrip()
+        return f"{head}{tail}" if head.endswith("{") else f"{head},{tail}"
+    return f"{head},{tail}"
 
 
 def _message_rows(
@@ -80,10 +115,12 @@ def _message_rows(
     object_type: str,
     messages: Iterable[MessageRow],
     refs: list[MessageRef],
+    templates: dict[str, Template],
 ) -> Iterator[tuple[Any, ...]]:
-    """Outbound message rows for `insert_rows`; each message's reference goes into `refs`."""
+    """Outbound message rows for `insert_rows`; each message's reference goes into `refs` and
+    each template a message names into `templates`."""
     created_at = DriverValues.of(session).datetime(utc_now())
-    tail = f'"object_type":{json_text(object_type)}}}'
+    tail = _object_type_tail(object_type)
     ids = uuid7_hex_stream()
     encode = json_text
     # Thousands of messages in a row share their org and event: their hex is worked out once
@@ -92,15 +129,12 @@ def _message_rows(
     last_event: uuid.UUID | None = None
     org, event = "", None
     for org_id, subject_id, event_object, event_id, command_id in messages:
-        if isinstance(event_object, str):
-            # '{..."x":1}' -> '{..."x":1,"object_type":"..."}'; '{}' -> '{"object_type":"..."}'
-            text = event_object if event_object[-1:] == "}" else event_object.rstrip()
-            head = text[:-1]
-            if head[-1:] in _OPENERS:  # '{' or whitespace: the object may be empty
-                head = head.rstrip()
-                payload = f"{head}{tail}" if head.endswith("{") else f"{head},{tail}"
-            else:
-                payload = f"{head},{tail}"
+        template_id = None
+        if isinstance(event_object, Template):
+            payload, template_id = None, event_object.id
+            templates[template_id] = event_object
+        elif isinstance(event_object, str):
+            payload = _with_object_type(event_object, tail)
         else:
             payload = encode({**event_object, "object_type": object_type})
         if org_id is not last_org:
@@ -116,6 +150,7 @@ def _message_rows(
             object_type,
             subject_id,
             payload,
+            template_id,
             event,
             command_id and command_id.hex,
             created_at,
@@ -132,13 +167,16 @@ MESSAGE_COLUMNS = (
     "object_type",
     "subject_id",
     "payload",
+    "template_id",
     "event_id",
     "command_id",
     "created_at",
 )
 
 # (org_id, subject_id, event_object, event_id, command_id): the arguments of `emit`, as a row.
-MessageRow = tuple[uuid.UUID, str, dict[str, Any] | str, uuid.UUID | None, uuid.UUID | None]
+MessageRow = tuple[
+    uuid.UUID, str, dict[str, Any] | str | Template, uuid.UUID | None, uuid.UUID | None
+]
 
 
 # Fan-out: messages -> deliveries ---------------------------------------------------------------
