@@ -62,6 +62,12 @@ def test_the_demo_tells_what_happened_and_cleans_up(tmp_path: Path) -> None:
         httpx.get(f"{page.group(1)}/healthz")
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # A suite started in the background (`cmd &` without job control) ignores SIGINT, and so
+    # would the demo it starts; a demo run from a terminal has Ctrl-C's default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_everything_and_removes_the_temporary_files(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         DEMO,
@@ -69,6 +75,7 @@ def test_ctrl_c_stops_everything_and_removes_the_temporary_files(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     assert demo.stdout is not None
     lines = []

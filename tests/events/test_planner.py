@@ -26,6 +26,7 @@ from gridhive.events.planner import (
 )
 from gridhive.events.planning.bulk import gc_paused, uuid4_stream, uuid7_stream
 from gridhive.events.planning.setpoints import split_evenly
+from gridhive.events.planning.types import PER_COMMAND_REASONS
 from gridhive.programs.schemas import DispatchRules
 
 NOW = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)
@@ -740,7 +741,22 @@ class TestSupersession:
         assert entry.reason == f"superseded by event {EVENT_ID}"
         assert entry.superseded_by == [new.id]
         assert new.explanation["supersedes"] == [str(old.command_id)]
-        assert new.explanation_key is None  # unlike every other command now
+        assert "Supersedes 1 command of 1 earlier event" in result.summary
+
+    def test_superseding_commands_still_share_the_rest_of_their_explanation(self) -> None:
+        # What a command supersedes is its own reason; everything else stays shared by its
+        # key, so the stored plan keeps one explanation per kind even over a re-dispatch.
+        start = NOW + timedelta(hours=5)
+        old = self.existing(start + timedelta(hours=1), start + timedelta(hours=3))
+        result = plan([discharge(at=start)], [battery(0), battery(1)], existing=[old])
+
+        superseding, alike = commands_of(result)["bat-000"], commands_of(result)["bat-001"]
+        assert superseding.explanation_key == alike.explanation_key
+        assert superseding.explanation == {
+            **alike.explanation,
+            "supersedes": [str(old.command_id)],
+        }
+        assert set(superseding.explanation) - set(alike.explanation) <= PER_COMMAND_REASONS
         assert "Supersedes 1 command of 1 earlier event" in result.summary
 
     @pytest.mark.parametrize(

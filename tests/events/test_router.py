@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.commands.models import Command
-from gridhive.events.models import Event
+from gridhive.events.models import CommandExplanation, Event
 from gridhive.kit.time import frozen_time, isoformat_z, utc_now
 from gridhive.programs.models import Group, Program, SiteGroup
 from gridhive.sites.models import Site
@@ -354,6 +355,30 @@ class TestPlanAndSites:
         assert len(device["commands"]) == 2
         assert all(c["explanation"] for c in device["commands"])
 
+    async def test_alike_commands_show_the_reasons_stored_once_for_them(
+        self, client: httpx.AsyncClient, fleet: Fleet, session: AsyncSession
+    ) -> None:
+        # Three alike batteries: one pre-charge and one discharge explanation, stored once each
+        # and shown in full on every command (each with its own share, kind and action).
+        event = await dispatch(client, fleet, discharge(fleet))
+        plan = (
+            await client.get(f"/v1/events/{event['id']}/plan", headers=fleet.utility.headers)
+        ).json()
+        commands = [c for d in plan["devices"] for c in d["commands"]]
+        assert len(commands) == 6
+        for command in commands:
+            explanation = command["explanation"]
+            preparatory = command["is_preparatory_action"]
+            assert (explanation["kind"] == "action") is not preparatory
+            if not preparatory:
+                assert explanation["share_w"] == command["battery_commands"]["setpoint_w"]
+        stored = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(CommandExplanation)
+            .where(CommandExplanation.event_id == uuid.UUID(event["id"]))
+        )
+        assert stored == 2
+
     async def test_sites_show_expected_figures(
         self, client: httpx.AsyncClient, fleet: Fleet
     ) -> None:
@@ -484,6 +509,12 @@ class TestSupersession:
             await client.get(f"/v1/events/{second['id']}/plan", headers=fleet.utility.headers)
         ).json()
         assert plan["superseded"]
+        [old_main] = [c for c in old if not c["is_preparatory_action"]]
+        [device] = plan["devices"]
+        [main] = [c for c in device["commands"] if not c["is_preparatory_action"]]
+        # Its own reason beside the ones it shares with its kind.
+        assert main["explanation"]["supersedes"] == [old_main["id"]]
+        assert main["explanation"]["kind"] == "action"
 
 
 class TestSiteEvents:

@@ -74,8 +74,12 @@ class Command(UUIDPrimaryKey, Timestamps, Base):
     acknowledged_at: Mapped[datetime | None]
     # Times the ack deadline sent the command again (commands/deadlines.py), over its life.
     resend_count: Mapped[int] = mapped_column(default=0, server_default=sa.text("0"))
-    # Why the command looks as it does (share of the total, caps, SOC used, ...): the plan.
-    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the command looks as it does (share of the total, caps, SOC used, ...): the reasons
+    # it shares with alike commands of its event (`events.models.CommandExplanation` number
+    # `explanation_number`), updated by `explanation`, the reasons that are its own (which
+    # commands it supersedes). A command planned before reasons were shared has them all here.
+    explanation_number: Mapped[int | None]
+    explanation: Mapped[dict[str, Any] | None]
 
     @property
     def battery_commands(self) -> dict[str, Any]:

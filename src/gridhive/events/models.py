@@ -60,3 +60,21 @@ class SiteEvent(Timestamps, Base):
     is_participating: Mapped[bool] = mapped_column(default=True)
     opted_out_at: Mapped[datetime | None]
 
+
+class CommandExplanation(Base):
+    """The explanation that alike commands of an event share, stored once.
+
+    The planner gives commands with equal reasons (share, rating, cap, pre-charge outcome,
+    offline) one `explanation_key`; an event over 100,000 batteries has a few thousand such
+    kinds among 200,000 commands, and storing the text on each command was over half of its
+    row. A command names its kind by `number` (`Command.explanation_number`) and keeps only what
+    is its own in `Command.explanation` (`PER_COMMAND_REASONS`).
+    """
+
+    __tablename__ = "command_explanations"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    body: Mapped[dict[str, Any]]

@@ -11,9 +11,10 @@ Each JSON value is serialised once. The wire forms of site events and commands, 
 only in an id or two between thousands of rows, are built by the functions that build them for
 every other message (`views.site_event_payload`, `command_service.command_payload`) once per
 shape, with placeholders for the ids, and stored once as a payload template that the messages
-name (webhooks/templates.py). Explanations are encoded once per
-`PlannedCommand.explanation_key`. Superseded commands are canceled the same way: one
-UPDATE ... RETURNING per chunk of ids and their `command.canceled` messages from templates.
+name (webhooks/templates.py). Explanations are stored once per
+`PlannedCommand.explanation_key` (`CommandExplanation`); a command keeps only its own reasons.
+Superseded commands are canceled in bulk too: one UPDATE ... RETURNING per chunk of ids, and
+their `command.canceled` messages from templates.
 """
 
 from __future__ import annotations
@@ -29,8 +30,13 @@ from gridhive.commands import service as command_service
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
 from gridhive.db.bulk import DriverValues, insert_rows, json_text, uuid7_hex_stream
 from gridhive.events import repository, ticks, views
-from gridhive.events.models import Event, SiteEvent
-from gridhive.events.planning.types import EventPlan, PlannedCommand
+from gridhive.events.models import CommandExplanation, Event, SiteEvent
+from gridhive.events.planning.types import (
+    PER_COMMAND_REASONS,
+    EventPlan,
+    Explanation,
+    PlannedCommand,
+)
 from gridhive.events.repository import CanceledCommand, TargetRow
 from gridhive.events.schemas import EventCreate
 from gridhive.kit.time import isoformat_z
@@ -69,10 +75,12 @@ COMMAND_COLUMNS = (
     "backup_reserve_percentage",
     "status",
     "device_status",
+    "explanation_number",
     "explanation",
     "created_at",
     "updated_at",
 )
+EXPLANATION_COLUMNS = ("event_id", "number", "body")
 
 
 class _Memo(dict[Hashable, Any]):
@@ -127,6 +135,7 @@ async def store_plan(
     rows = _PlanRows(event, plan, targets, DriverValues.of(session), now)
     await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, rows.site_events())
     await insert_rows(session, Command, COMMAND_COLUMNS, rows.commands())
+    await insert_rows(session, CommandExplanation, EXPLANATION_COLUMNS, rows.shared_explanations)
     await _supersede(session, plan, now)
     await webhook_service.emit(
         session,
@@ -173,6 +182,10 @@ class _PlanRows:
         # One site event per site that got at least one command, in plan order.
         self.sites = {pc.site_pk.int: pc for pc in plan.commands}
         self.pk_of_site = dict(zip(self.sites, uuid7_hex_stream(), strict=False))
+        # Explanation number by key, and the rows of `command_explanations`, as `commands()`
+        # meets each kind of command for the first time.
+        self.explanation_numbers: dict[Hashable, int] = {}
+        self.shared_explanations: list[tuple[str, int, str]] = []
 
     def site_events(self) -> Iterator[tuple[Any, ...]]:
         stamp, event_pk, tenant_pk = self.stamp, self.event_pk, self.tenant_pk
@@ -186,16 +199,18 @@ class _PlanRows:
         pk_of_site, tenant_of_site = self.pk_of_site, self.tenant_of_site
         when = _Memo(self.values.datetime)
         ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
-        encode = json_text
-        explained: dict[Hashable, str] = {}  # explanation text by key: encoded once each
+        number_of = self.explanation_numbers
         for pc in self.commands_planned:
             site = pc.site_pk.int
             key = pc.explanation_key
-            explanation = explained.get(key) if key is not None else None
-            if explanation is None:
-                explanation = encode(pc.explanation)
-                if key is not None:
-                    explained[key] = explanation
+            own: str | None
+            if key is None:  # no promise to share: all its reasons are its own
+                number, own = None, json_text(pc.explanation)
+            else:
+                number = number_of.get(key)
+                if number is None:
+                    number = number_of[key] = self._share(pc.explanation, len(number_of))
+                own = _own_reasons(pc.explanation)
             yield (
                 pc.id.hex,
                 event_pk,
@@ -215,10 +230,17 @@ class _PlanRows:
                 pc.backup_reserve_percentage,
                 ok,
                 pending,
-                explanation,
+                number,
+                own,
                 stamp,
                 stamp,
             )
+
+    def _share(self, explanation: Explanation, number: int) -> int:
+        """Keep the shared reasons of a new kind of command as explanation `number`."""
+        shared = {k: v for k, v in explanation.items() if k not in PER_COMMAND_REASONS}
+        self.shared_explanations.append((self.event_pk, number, json_text(shared)))
+        return number
 
     def site_messages(self) -> Iterator[MessageRow]:
         """`event.created` for each site's OEM, with the site's wire form."""
@@ -234,6 +256,13 @@ class _PlanRows:
         for pc in self.commands_planned:
             template = templates[_shape(pc)]
             yield tenant_of_site[pc.site_pk.int], pc.device_id, template, event_id, pc.id
+
+
+def _own_reasons(explanation: Explanation) -> str | None:
+    """The JSON of the reasons that are this command's alone, if it has any."""
+    if explanation.keys().isdisjoint(PER_COMMAND_REASONS):
+        return None
+    return json_text({k: explanation[k] for k in PER_COMMAND_REASONS if k in explanation})
 
 
 async def _supersede(session: AsyncSession, plan: EventPlan, now: datetime) -> None:

@@ -16,7 +16,7 @@ from gridhive.commands.models import Command, CommandStatus
 from gridhive.errors import FieldError, Unprocessable
 from gridhive.events import persistence, repository, views
 from gridhive.events.errors import AmbiguousTarget, EventFinished, EventNotFound
-from gridhive.events.models import Event, SiteEvent
+from gridhive.events.models import CommandExplanation, Event, SiteEvent
 from gridhive.events.planner import plan_event
 from gridhive.events.planning.bulk import gc_paused
 from gridhive.events.planning.types import (
@@ -411,20 +411,25 @@ async def event_sites(session: AsyncSession, event: Event) -> list[dict[str, obj
 
 async def event_plan(session: AsyncSession, event: Event) -> dict[str, object]:
     """The plan: totals and summary of the event, and every command with its reasons."""
-    commands = (
-        await session.scalars(
-            sa.select(Command)
-            .where(Command.event_id == event.id)
-            .order_by(Command.device_id, Command.starts_at)
+    shared = CommandExplanation
+    rows = await session.execute(
+        sa.select(Command, shared.body)
+        .outerjoin(
+            shared,
+            sa.and_(
+                shared.event_id == Command.event_id, shared.number == Command.explanation_number
+            ),
         )
-    ).all()
+        .where(Command.event_id == event.id)
+        .order_by(Command.device_id, Command.starts_at)
+    )
     by_device: dict[str, list[dict[str, object]]] = defaultdict(list)
-    for command in commands:
+    for command, shared_reasons in rows:
         by_device[command.device_id].append(
             {
                 **command_service.command_payload(command),
                 "status_reason": command.status_reason,
-                "explanation": command.explanation,
+                "explanation": {**(shared_reasons or {}), **(command.explanation or {})},
             }
         )
     return {

@@ -45,8 +45,8 @@ def find_superseded(
                 found[old.command_id] = entry
             entry.superseded_by.append(command.id)
         if overlapping:
+            # A reason of its own (`PER_COMMAND_REASONS`): the key still holds for the rest.
             command.explanation["supersedes"] = [str(old.command_id) for old in overlapping]
-            command.explanation_key = None  # no longer like the others of its key
     return list(found.values())
 
 

@@ -25,6 +25,9 @@ SetpointMode = Literal["PER_DEVICE", "EVEN"]
 DeviceType = Literal["BATTERY", "EV_CHARGER"]
 # JSON-ready: only str, int, float, bool, None, lists and dicts of those.
 Explanation = dict[str, Any]
+# Reasons that belong to one command alone, never to its `explanation_key`: the older commands
+# it supersedes (planning/supersession.py). Everything else is shared by the key.
+PER_COMMAND_REASONS = frozenset({"supersedes"})
 
 # Flip: `power_mode` is present only for CHARGE and DISCHARGE (flip-api.md §8.1).
 POWER_MODES: frozenset[str] = frozenset({"CHARGE", "DISCHARGE"})
@@ -127,9 +130,10 @@ class PlannedCommand:
     enable_grid_import: bool | None
     backup_reserve_percentage: int
     explanation: Explanation
-    # Equal keys mean equal explanations (None: no such promise), so whoever serialises the
-    # plan encodes each distinct explanation once: a fleet has a few thousand among 200,000
-    # commands. The dicts themselves stay separate, so changing one never changes another.
+    # Equal keys mean equal explanations apart from `PER_COMMAND_REASONS` (None: no such
+    # promise), so whoever stores the plan stores each distinct explanation once: a fleet has
+    # a few thousand among 200,000 commands. The dicts themselves stay separate, so changing
+    # one never changes another.
     explanation_key: Hashable | None = field(default=None, compare=False)
 
     @property
