@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gridhive.db import engine as db_engine
+from gridhive.db.bulk import insert_rows
 from gridhive.db.engine import create_engine, is_sqlite
 
 
@@ -129,5 +131,31 @@ async def test_requests_in_flight_up_to_the_pool_size_reuse_connections(database
         await burst(9)  # three beyond the pool: opened, used and closed
         await burst(6)
         assert len(opened) == 9
+    finally:
+        await engine.dispose()
+
+
+class _Counter:
+    __tablename__ = "counter"  # all `insert_rows` reads of a model
+
+
+async def test_a_big_write_gives_its_page_cache_back_with_the_connection(
+    sqlite_file: str,
+) -> None:
+    # A big write raises the connection's cache limit for its transaction; kept afterwards,
+    # every pooled connection that ever stored a big event would hold that memory for good.
+    engine = create_engine(sqlite_file, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            default = await connection.scalar(sa.text("PRAGMA cache_size"))
+        async with AsyncSession(engine) as session:
+            rows = [(n, n) for n in range(2, 2 + 20_000)]
+            await insert_rows(session, cast(Any, _Counter), ("id", "n"), rows)
+            raised = await session.scalar(sa.text("PRAGMA cache_size"))
+            await session.commit()
+        async with engine.connect() as connection:  # the same pooled connection (pool of 1)
+            assert await connection.scalar(sa.text("PRAGMA cache_size")) == default
+            assert await connection.scalar(sa.text("SELECT count(*) FROM counter")) == 20_001
+        assert raised != default
     finally:
         await engine.dispose()

@@ -10,6 +10,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gridhive.db.bulk import restore_cache_size
+
 # Execution option for work that only reads: on SQLite it begins a deferred transaction, which
 # in WAL mode reads a snapshot without waiting for the writer.
 READ_ONLY_OPTION = "gridhive_read_only"
@@ -116,10 +118,12 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     @event.listens_for(sync_engine, "reset")
-    def _roll_back_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
+    def _reset_on_return(dbapi_connection: Any, record: Any, state: Any) -> None:
         # A connection given back inside a transaction (not committed or rolled back by its
         # user) must not keep the write lock or hand its changes to the next user.
         if not state.asyncio_safe:
             return  # collected outside the event loop: nothing can be awaited (as SQLAlchemy)
         if record is None or record.driver_connection.in_transaction:
             dbapi_connection.rollback()
+        if record is not None:  # nor a big write's cache limit (db/bulk.py)
+            restore_cache_size(dbapi_connection, record.info)
