@@ -21,6 +21,7 @@ from gridhive.api.v1 import router as v1_router
 from gridhive.commands.fast_ack import FastAck
 from gridhive.config import Settings, get_settings
 from gridhive.dashboard.router import router as dashboard_router
+from gridhive.db import sqlite_big_write
 from gridhive.db.engine import READ_ONLY_OPTION, create_engine
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, engine: AsyncEngine | None =
             async with run_in_background(app.state.sessionmaker, settings):
                 yield
         finally:
+            await sqlite_big_write.settle(db_engine)  # a checkpoint under way ends cleanly
             if own_engine:
                 await db_engine.dispose()
 

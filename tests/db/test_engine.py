@@ -4,6 +4,8 @@ queue instead of failing, no transaction left open for the next user."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gridhive.db import engine as db_engine
+from gridhive.db import sqlite_big_write
 from gridhive.db.bulk import insert_rows
 from gridhive.db.engine import create_engine, is_sqlite
 
@@ -135,27 +138,38 @@ async def test_requests_in_flight_up_to_the_pool_size_reuse_connections(database
         await engine.dispose()
 
 
+SETTINGS = ("cache_size", "wal_autocheckpoint")
+
+
 class _Counter:
     __tablename__ = "counter"  # all `insert_rows` reads of a model
 
 
-async def test_a_big_write_gives_its_page_cache_back_with_the_connection(
-    sqlite_file: str,
+async def test_a_big_write_gives_its_settings_back_and_is_checkpointed_after(
+    sqlite_file: str, tmp_path: Path
 ) -> None:
-    # A big write raises the connection's cache limit for its transaction; kept afterwards,
-    # every pooled connection that ever stored a big event would hold that memory for good.
+    # A big write raises the connection's cache limit and skips the auto-checkpoint of its
+    # commit. Kept afterwards, every pooled connection that once stored a big event would hold
+    # that memory and never checkpoint; and the rows must still reach the database file.
     engine = create_engine(sqlite_file, pool_size=1)
     try:
         async with engine.connect() as connection:
-            default = await connection.scalar(sa.text("PRAGMA cache_size"))
+            before = [await connection.scalar(sa.text(f"PRAGMA {p}")) for p in SETTINGS]
         async with AsyncSession(engine) as session:
             rows = [(n, n) for n in range(2, 2 + 20_000)]
             await insert_rows(session, cast(Any, _Counter), ("id", "n"), rows)
-            raised = await session.scalar(sa.text("PRAGMA cache_size"))
+            during = [await session.scalar(sa.text(f"PRAGMA {p}")) for p in SETTINGS]
             await session.commit()
+        await sqlite_big_write.settle(engine)
+        # The database file as it is now, without its WAL (closing the last connection would
+        # checkpoint too, so the copy is taken while the pool holds one open).
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(tmp_path / "pool.db", alone)
         async with engine.connect() as connection:  # the same pooled connection (pool of 1)
-            assert await connection.scalar(sa.text("PRAGMA cache_size")) == default
-            assert await connection.scalar(sa.text("SELECT count(*) FROM counter")) == 20_001
-        assert raised != default
+            after = [await connection.scalar(sa.text(f"PRAGMA {p}")) for p in SETTINGS]
     finally:
         await engine.dispose()
+    assert during != before
+    assert after == before
+    with sqlite3.connect(alone) as copy:  # the rows are in the file: the checkpoint ran
+        assert copy.execute("SELECT count(*) FROM counter").fetchone() == (20_001,)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.config import Settings
+from gridhive.db import sqlite_big_write
 from gridhive.db.engine import create_engine
 from gridhive.db.migrate import upgrade_with_engine
 from gridhive.db.session import make_sessionmaker, unit_of_work
@@ -40,6 +41,7 @@ def run_in_session(database_url: str | None, work: Callable[[AsyncSession], Awai
             async with unit_of_work(make_sessionmaker(engine)) as session:
                 return await work(session)
         finally:
+            await sqlite_big_write.settle(engine)
             await engine.dispose()
 
     try:

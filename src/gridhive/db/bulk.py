@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gridhive.db import sqlite_big_write
 from gridhive.db.base import Base, UTCDateTime
 
 # Compact separators: the text is stored, not read by people, and smaller is faster to write.
@@ -119,47 +120,11 @@ async def insert_rows(
         # gains nothing from interleaving (one transaction, one writer) and the rows' Python
         # work stays where profilers and tracebacks expect it.
         rows = rows if isinstance(rows, list) else list(rows)
-        if len(rows) >= _SQLITE_BIG_WRITE_ROWS:
-            await _sqlite_hold_transaction_in_cache(driver, raw.info)
+        if len(rows) >= sqlite_big_write.BIG_WRITE_ROWS:
+            await sqlite_big_write.prepare(driver, raw.info)
         names = ", ".join(columns)
         marks = ", ".join("?" * len(columns))
         cursor = await driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
         await cursor.close()
     else:  # pragma: no cover - gridhive runs on SQLite and PostgreSQL only
         raise NotImplementedError(f"bulk insert on {dialect}")
-
-
-# SQLite's default page cache is 2 MiB. A transaction writing hundreds of thousands of rows into
-# tables with random-UUID indexes then evicts (writes to the WAL) and re-reads the same index
-# pages over and over: at 100,000 batteries a third of the insert time. The cache limit is per
-# connection and memory is only taken as pages are used. Connections are pooled, so the limit
-# in force before is put back when the connection returns to the pool (`restore_cache_size`,
-# called by the engine), which also gives the pages back: otherwise every pooled connection
-# that once stored a big event would hold up to this much memory for good.
-_SQLITE_BIG_WRITE_ROWS = 10_000
-_SQLITE_BIG_WRITE_CACHE_KIB = 512 * 1024
-# Key in the pooled connection's `info`: the cache_size to put back (PRAGMA's own value).
-_CACHE_SIZE_BEFORE = "gridhive_sqlite_cache_size_before"
-
-
-async def _sqlite_hold_transaction_in_cache(driver: Any, info: dict[Any, Any]) -> None:
-    cursor = await driver.execute("PRAGMA cache_size")
-    row = await cursor.fetchone()
-    await cursor.close()
-    # Negative: KiB; positive: pages (of 4 KiB by default).
-    current_kib = -row[0] if row[0] < 0 else row[0] * 4
-    if current_kib < _SQLITE_BIG_WRITE_CACHE_KIB:
-        info.setdefault(_CACHE_SIZE_BEFORE, row[0])
-        cursor = await driver.execute(f"PRAGMA cache_size = -{_SQLITE_BIG_WRITE_CACHE_KIB}")
-        await cursor.close()
-
-
-def restore_cache_size(dbapi_connection: Any, info: dict[Any, Any]) -> None:
-    """Put back the cache limit a big write raised on this connection (SQLite), once its
-    transaction is over; a no-op for any other connection."""
-    before = info.pop(_CACHE_SIZE_BEFORE, None)
-    if before is None:
-        return
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA cache_size = {int(before)}")
-    cursor.close()

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gridhive.db.bulk import restore_cache_size
+from gridhive.db import sqlite_big_write
 
 # Execution option for work that only reads: on SQLite it begins a deferred transaction, which
 # in WAL mode reads a snapshot without waiting for the writer.
@@ -125,5 +125,6 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
             return  # collected outside the event loop: nothing can be awaited (as SQLAlchemy)
         if record is None or record.driver_connection.in_transaction:
             dbapi_connection.rollback()
-        if record is not None:  # nor a big write's cache limit (db/bulk.py)
-            restore_cache_size(dbapi_connection, record.info)
+        # Nor a big write's settings; its WAL is checkpointed now that it has answered.
+        if record is not None and sqlite_big_write.restore(dbapi_connection, record.info):
+            sqlite_big_write.checkpoint_soon(engine)
