@@ -10,7 +10,9 @@ Prints a Markdown table of medians: wall time; the database floor (the same rows
 through the product's bulk path, rows ready-made: `bench._common.database_floor`); the split by
 phase, measured by wrapping the service's functions from here (exclusive time: a phase nested
 in another is not counted twice); time in the garbage collector; CPU of the event loop's thread
-and of SQLite's; and the load average, since other work on the machine moves every figure.
+and of SQLite's; on SQLite, the WAL checkpoint that runs in the background after the answer
+(waited for before the next run, untimed); and the load average, since other work on the
+machine moves every figure.
 
     .venv/bin/python bench/plan_event.py --sizes 1000,10000,100000
 """
@@ -51,6 +53,7 @@ from bench._common import (
 from gridhive import app as app_module
 from gridhive.commands.models import Command
 from gridhive.config import Settings
+from gridhive.db import sqlite_big_write
 from gridhive.db.session import make_sessionmaker
 from gridhive.events.models import Event
 
@@ -85,6 +88,7 @@ class Run:
     gc_s: float  # of the phases above, time in the cyclic garbage collector
     load: float  # 1-minute load average after the run: other work on the machine
     floor_s: float = 0.0  # bench._common.database_floor: the database's own share
+    checkpoint_s: float = 0.0  # SQLite: the background WAL checkpoint, after the answer
 
 
 @dataclass
@@ -189,6 +193,11 @@ async def bench_size(
                     cpu = time.process_time() - cpu_started
             finally:
                 timer.restore()
+            # SQLite checkpoints a big write's WAL in the background after answering: waited
+            # for here, untimed but reported, so that no run pays for the one before it.
+            settle_started = time.perf_counter()
+            await sqlite_big_write.settle(engine)
+            checkpoint_s = time.perf_counter() - settle_started
             if response.status_code != 200:
                 raise SystemExit(f"POST /v1/events: {response.status_code} {response.text[:500]}")
             event_id = response.json()["id"]
@@ -199,6 +208,7 @@ async def bench_size(
             load = os.getloadavg()[0]
             run = Run(wall, commands, phases, loop_cpu, cpu - loop_cpu, gc_clock.seconds, load)
             run.floor_s = floor_s
+            run.checkpoint_s = checkpoint_s
             result.runs.append(run)
             sys.stderr.write(
                 f"  {result.database:10} {devices:>7,} devices: {wall:6.2f} s, cpu {loop_cpu:5.2f}"
@@ -233,7 +243,8 @@ async def _cancel(sessionmaker: Any, event_id: str) -> int:
 def markdown(results: list[Result]) -> str:
     head = ["database", "devices", "commands", "wall median (s)", "min-max (s)", "DB floor (s)"]
     head += [f"{p} (s)" for p in PHASES]
-    head += ["of which GC (s)", "CPU: app (s)", "CPU: SQLite thread (s)", "load"]
+    head += ["of which GC (s)", "CPU: app (s)", "CPU: SQLite thread (s)"]
+    head += ["checkpoint after (s)", "load"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
         walls = [run.wall_s for run in result.runs]
@@ -250,6 +261,7 @@ def markdown(results: list[Result]) -> str:
             f"{median([run.gc_s for run in result.runs]):.3f}",
             f"{median([run.loop_cpu_s for run in result.runs]):.3f}",
             f"{median([run.driver_cpu_s for run in result.runs]):.3f}",
+            f"{median([run.checkpoint_s for run in result.runs]):.3f}",
             f"{median([run.load for run in result.runs]):.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
