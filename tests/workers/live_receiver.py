@@ -38,6 +38,8 @@ class LiveReceiver:
     arrivals: list[Arrival] = field(default_factory=list)
     held: int = 0
     port: int = 0
+    _open: int = 0  # connections not yet closed
+    _holding: int = 0  # of those, the ones waiting for `release`
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
@@ -64,7 +66,13 @@ class LiveReceiver:
     def counts(self) -> Counter[str]:
         return Counter(a.webhook_id for a in self.arrivals)
 
+    def settled(self) -> bool:
+        """Every connection is closed or held: nothing a client already sent is unread (what a
+        killed client wrote just before dying still arrives, after the kill)."""
+        return self._open == self._holding
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -73,12 +81,17 @@ class LiveReceiver:
                 self.arrivals.append(Arrival(headers["webhook-id"], body))
                 if self.answer_first is not None and len(self.arrivals) > self.answer_first:
                     self.held += 1
-                    await self._release.wait()
+                    self._holding += 1
+                    try:
+                        await self._release.wait()
+                    finally:
+                        self._holding -= 1
                 writer.write(_NO_CONTENT)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client closed the connection (or was killed)
         finally:
+            self._open -= 1
             writer.close()
 
 

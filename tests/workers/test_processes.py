@@ -160,6 +160,12 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_only_under_th
         await until(some_held, "deliveries held open at the receiver")
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=30)
+
+    async def drained() -> bool:
+        return live_receiver.settled()
+
+    # What the worker wrote just before it died may still be unread in the receiver.
+    await until(drained, "the killed worker's last requests to be read")
     before_kill = {a.webhook_id for a in live_receiver.arrivals}
     live_receiver.release()
 
