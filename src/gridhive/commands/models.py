@@ -40,13 +40,12 @@ class Command(UUIDPrimaryKey, Timestamps, Base):
         sa.Index("ix_commands_event_site_event", "event_id", "site_event_pk"),
     )
 
-    # No foreign keys on event_id and tenant_id: the site event ties a command to both (its
-    # event_id and tenant_id have keys, with the same ON DELETE CASCADE chain), and at 200,000
-    # commands per event two more checks per row were half the database's trigger work.
+    # No foreign keys: events and site events are never deleted (an event is canceled and
+    # stays), the planner writes a command in the transaction that writes its event and site
+    # event, and at 20,000 commands per event each per-row check (a lookup and a row lock of
+    # the parent on PostgreSQL) cost about as much as the command's own insert.
     event_id: Mapped[uuid.UUID]
-    site_event_pk: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("site_events.pk", ondelete="CASCADE")
-    )
+    site_event_pk: Mapped[uuid.UUID]
     tenant_id: Mapped[uuid.UUID]
     # No foreign key: devices are never deleted (they end), the planner read this one in the
     # same transaction, and the check was a sixth of a command's insert time on PostgreSQL.

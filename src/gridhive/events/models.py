@@ -47,11 +47,11 @@ class SiteEvent(Timestamps, Base):
     )
 
     pk: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_uuid)
-    event_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
-    # No foreign keys to sites and organizations: neither is ever deleted, both are read in
-    # the transaction that writes the site event, and an event over 10,000 sites spent half
-    # of PostgreSQL's insert time in the three per-row checks. The event's key stays: it is
-    # the cascade that takes an event's site events and commands with it.
+    # No foreign keys, to the event, the site or the organization: none of them is ever
+    # deleted (an event is canceled and stays), the planner writes the site event in the
+    # transaction that writes its event and reads its site, and at 10,000 sites per event
+    # the per-row checks were most of PostgreSQL's time to insert them.
+    event_id: Mapped[uuid.UUID]
     site_pk: Mapped[uuid.UUID]
     # Not indexed: no query reads site events by tenant (they are found by event or site).
     tenant_id: Mapped[uuid.UUID]

@@ -337,7 +337,7 @@ def _command_template(
     starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = (
         battery_command
     )
-    placeholder = Command(
+    placeholder = command_service.CommandValues(
         id=COMMAND_PLACEHOLDER,
         event_id=event_id,
         device_id=SUBJECT_PLACEHOLDER,
