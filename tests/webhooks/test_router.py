@@ -7,11 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from gridhive.config import Settings
 from gridhive.webhooks import service
+from gridhive.webhooks.models import Delivery
 from tests.factories import Tenant, create_site, site_token
 
 URL = "https://oem.example.com/gridhive/hooks"
@@ -177,6 +179,26 @@ class TestChange:
         path = f"/v1/webhook-endpoints/{created['id']}"
         assert (await client.delete(path, headers=oem.headers)).status_code == 204
         assert (await client.get(path, headers=oem.headers)).status_code == 404
+
+    async def test_delete_takes_the_endpoints_backlog_and_leaves_the_others(
+        self, client: httpx.AsyncClient, oem: Tenant, session: AsyncSession
+    ) -> None:
+        doomed, kept = await create(client, oem), await create(client, oem)
+        for endpoint in (doomed, kept):
+            queued = await client.post(
+                f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=oem.headers
+            )
+            assert queued.status_code == 200, queued.text
+
+        deleted = await client.delete(f"/v1/webhook-endpoints/{doomed['id']}", headers=oem.headers)
+        assert deleted.status_code == 204
+
+        left = (await session.execute(sa.select(Delivery.endpoint_id))).scalars().all()
+        assert [str(endpoint_id) for endpoint_id in left] == [kept["id"]]
+        log = await client.get(
+            f"/v1/webhook-endpoints/{kept['id']}/deliveries", headers=oem.headers
+        )
+        assert len(log.json()) == 1
 
 
 class TestDeliveryLog:

@@ -22,6 +22,7 @@ from gridhive.webhooks import repository, service
 from gridhive.webhooks.errors import WebhookEndpointNotFound
 from gridhive.webhooks.models import (
     Channel,
+    Delivery,
     DeliveryMode,
     DeliverySettings,
     DeliveryState,
@@ -118,6 +119,8 @@ async def update_endpoint(
 
 async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
     """Remove the endpoint with its undelivered backlog and delivery log (the messages stay)."""
+    # Deliveries name their endpoint without a foreign key (models.Delivery): no cascade.
+    await session.execute(sa.delete(Delivery).where(Delivery.endpoint_id == endpoint.id))
     await session.delete(endpoint)
     await session.flush()
 

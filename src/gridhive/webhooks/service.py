@@ -241,7 +241,7 @@ async def enqueue_deliveries(
         return 0
     start = await repository.next_seq(session)
     now = DriverValues.of(session).datetime(utc_now())
-    ids = uuid4_hex_stream()
+    ids = uuid7_hex_stream()  # increasing: the primary-key index appends
     rows = [
         (next(ids), message_id, endpoint_id, channel.value, "pending", start + i, 0, now, now)
         for i, (message_id, endpoint_id, channel) in enumerate(targets)
