@@ -43,8 +43,8 @@ from gridhive.events.persistence import COMMAND_COLUMNS, SITE_EVENT_COLUMNS
 from gridhive.programs import service as program_service
 from gridhive.programs.schemas import ProgramCreate
 from gridhive.sites.models import Site
-from gridhive.webhooks.models import OutboundMessage
-from gridhive.webhooks.service import MESSAGE_COLUMNS
+from gridhive.webhooks.models import Delivery, OutboundMessage
+from gridhive.webhooks.service import DELIVERY_COLUMNS, MESSAGE_COLUMNS
 
 SEED_CHUNK = 10_000
 
@@ -304,6 +304,12 @@ async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: dateti
             sa.bindparam("since", since, type_=UTCDateTime()),
             MESSAGE_COLUMNS,
         )
+        deliveries = await _raw(
+            connection,
+            "SELECT * FROM deliveries WHERE created_at >= :since",
+            sa.bindparam("since", since, type_=UTCDateTime()),
+            DELIVERY_COLUMNS,
+        )
     new_site_events = _renamed(
         site_events, SITE_EVENT_COLUMNS, pk=uuid7_hex_stream(), event_id=new_event.hex
     )
@@ -317,7 +323,14 @@ async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: dateti
         site_event_pk=site_pk,
         status="CANCELED",
     )
-    messages = _renamed(messages, MESSAGE_COLUMNS, id=uuid7_hex_stream(), event_id=new_event.hex)
+    new_messages = _renamed(
+        messages, MESSAGE_COLUMNS, id=uuid7_hex_stream(), event_id=new_event.hex
+    )
+    message_id = {old[0]: new[0] for old, new in zip(messages, new_messages, strict=True)}
+    messages = new_messages
+    deliveries = _renamed(
+        deliveries, DELIVERY_COLUMNS, id=uuid7_hex_stream(), message_id=message_id
+    )
     async with make_sessionmaker(engine)() as session:
         started = time.perf_counter()
         await session.execute(
@@ -332,6 +345,7 @@ async def database_floor(engine: AsyncEngine, event_id: uuid.UUID, since: dateti
         await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, site_events)
         await insert_rows(session, Command, COMMAND_COLUMNS, commands)
         await insert_rows(session, OutboundMessage, MESSAGE_COLUMNS, messages)
+        await insert_rows(session, Delivery, DELIVERY_COLUMNS, deliveries)
         await session.commit()
         return time.perf_counter() - started
 

@@ -51,11 +51,14 @@ from bench._common import (
     sqlite_url,
 )
 from gridhive import app as app_module
+from gridhive.auth.models import Organization, OrgKind
 from gridhive.commands.models import Command
 from gridhive.config import Settings
 from gridhive.db import sqlite_big_write
 from gridhive.db.session import make_sessionmaker
 from gridhive.events.models import Event
+from gridhive.webhooks import endpoints
+from gridhive.webhooks.schemas import WebhookEndpointCreate
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gridhive_bench"
 PHASES = ("validate", "resolve", "overlap", "plan", "insert", "outbox", "commit", "other")
@@ -74,6 +77,7 @@ WRAPPED = (
     ("gridhive.events.persistence", "store_plan", "insert"),
     ("gridhive.webhooks.service", "emit", "outbox"),
     ("gridhive.webhooks.service", "emit_many", "outbox"),
+    ("gridhive.webhooks.service", "emit_batch", "outbox"),
 )
 WATTS_PER_DEVICE = 4000  # above the smallest rating: EVEN has to cap some and water-fill
 
@@ -127,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="skip the database floor (the same rows stored again by db.bulk.insert_rows)",
     )
+    parser.add_argument(
+        "--oem-webhook",
+        action="store_true",
+        help="the OEM registers a webhook endpoint for every event type, so each message also"
+        " gets a delivery row (default: none, as an OEM that polls)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     return parser.parse_args(argv)
 
@@ -163,11 +173,13 @@ def install_timers(timer: PhaseTimer) -> None:
 
 
 async def bench_size(
-    engine: AsyncEngine, url: str, devices: int, repeats: int, *, floor: bool
+    engine: AsyncEngine, url: str, devices: int, repeats: int, *, floor: bool, webhook: bool
 ) -> Result:
     sessionmaker = make_sessionmaker(engine)
     async with sessionmaker() as session:
         fleet = await seed_fleet(session, devices)
+        if webhook:
+            await _register_webhook(session)
     settings = Settings(database_url=url, run_migrations_on_start=False, log_json=False)
     app = app_module.create_app(settings, engine=engine)
     result = Result(engine.dialect.name, devices)
@@ -217,6 +229,20 @@ async def bench_size(
                 f"{commands:,} commands\n"
             )
     return result
+
+
+async def _register_webhook(session: AsyncSession) -> None:
+    """A webhook endpoint of the fleet's OEM, subscribed to every event type (never called:
+    the dispatch only writes the deliveries)."""
+    oem = await session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.OEM))
+    assert oem is not None
+    await endpoints.create_endpoint(
+        session,
+        org_id=oem.id,
+        data=WebhookEndpointCreate(url="http://127.0.0.1:9/hooks"),
+        allow_private=True,
+    )
+    await session.commit()
 
 
 async def _cancel(sessionmaker: Any, event_id: str) -> int:
@@ -293,13 +319,23 @@ async def main(args: argparse.Namespace) -> None:
                 if devices == sizes[0]:
                     versions.append(await server_version(engine))
                 results.append(
-                    await bench_size(engine, url, devices, args.repeats, floor=not args.no_floor)
+                    await bench_size(
+                        engine,
+                        url,
+                        devices,
+                        args.repeats,
+                        floor=not args.no_floor,
+                        webhook=args.oem_webhook,
+                    )
                 )
             finally:
                 await engine.dispose()
                 if database == "sqlite":
                     remove_sqlite_database(url)
-    sys.stdout.write(f"{machine()}; {', '.join(versions)}; median of {args.repeats} runs\n\n")
+    oem = "an OEM with a webhook endpoint" if args.oem_webhook else "an OEM that polls"
+    sys.stdout.write(
+        f"{machine()}; {', '.join(versions)}; {oem}; median of {args.repeats} runs\n\n"
+    )
     sys.stdout.write(markdown(results) + "\n")
     if args.json:
         raw = [

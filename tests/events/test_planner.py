@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from uuid import UUID
 
 import pytest
 
+from gridhive.db.bulk import uuid7_hex_stream
 from gridhive.events.planner import (
     ActionSpec,
     DeviceState,
@@ -881,6 +883,19 @@ class TestBulkHelpers:
         assert ids == sorted(ids, key=lambda i: i.int)
         assert len(set(ids)) == 1000
         assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+
+    def test_uuid7_hex_stream_gives_increasing_version_7_ids_as_rows_store_them(self) -> None:
+        stream = uuid7_hex_stream()
+        ids = [next(stream) for _ in range(1000)]
+
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 1000
+        parsed = [uuid.UUID(i) for i in ids]
+        assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in parsed)
+        assert all(i.hex == text for i, text in zip(parsed, ids, strict=True))
+        # The time in the id is now's, as RFC 9562 says (48-bit Unix milliseconds).
+        millis = parsed[0].int >> 80
+        assert abs(millis - time.time() * 1000) < 60_000
 
     def test_planned_command_ids_follow_the_plan_order(self) -> None:
         # Stored in plan order, increasing ids append to the commands' indexes.

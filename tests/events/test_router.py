@@ -318,7 +318,7 @@ class TestDispatch:
         async def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("disk full")
 
-        monkeypatch.setattr(service.webhook_service, "emit_many", broken)
+        monkeypatch.setattr(service.webhook_service, "emit_batch", broken)
         response = await client.post(
             "/v1/events", json=discharge(fleet), headers=fleet.utility.headers
         )

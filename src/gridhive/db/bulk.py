@@ -80,9 +80,16 @@ def uuid7_int_stream() -> Iterator[int]:
 
 
 def uuid7_hex_stream() -> Iterator[str]:
-    """`uuid7_int_stream` as 32 hex digits, the form `insert_rows` takes."""
-    for value in uuid7_int_stream():
-        yield f"{value:032x}"
+    """`uuid7_int_stream` as 32 hex digits, the form `insert_rows` takes.
+
+    The same arithmetic inline rather than a loop over `uuid7_int_stream`: one generator step
+    per id instead of two, for the 60,000 ids an event over 10,000 batteries takes.
+    """
+    high = time.time_ns() // 1_000_000 << 80 | _V7 | _VARIANT
+    counter = int.from_bytes(os.urandom(10)) >> 7
+    while True:
+        counter += 1
+        yield f"{high | (counter >> 62) << 64 | counter & _LOW_62_BITS:032x}"
 
 
 _LOW_62_BITS = (1 << 62) - 1

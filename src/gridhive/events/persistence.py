@@ -35,14 +35,13 @@ from gridhive.events.planning.types import (
     PER_COMMAND_REASONS,
     EventPlan,
     Explanation,
-    PlannedCommand,
 )
 from gridhive.events.repository import CanceledCommand, TargetRow
 from gridhive.events.schemas import EventCreate
 from gridhive.kit.time import isoformat_z
 from gridhive.programs.models import Program
 from gridhive.webhooks import service as webhook_service
-from gridhive.webhooks.service import MessageRow
+from gridhive.webhooks.service import MessageRow, TemplatedMessages
 from gridhive.webhooks.templates import COMMAND_PLACEHOLDER, SUBJECT_PLACEHOLDER, Template
 
 SITE_EVENT_COLUMNS = (
@@ -132,9 +131,13 @@ async def store_plan(
     now: datetime,
 ) -> None:
     """Site events, commands, supersessions and their outbox rows, in bulk statements."""
+    site_messages = TemplatedMessages(session, event_type="event.created", object_type="event")
+    command_messages = TemplatedMessages(
+        session, event_type="command.created", object_type="command"
+    )
     rows = _PlanRows(event, plan, targets, DriverValues.of(session), now)
-    await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, rows.site_events())
-    await insert_rows(session, Command, COMMAND_COLUMNS, rows.commands())
+    await insert_rows(session, SiteEvent, SITE_EVENT_COLUMNS, rows.site_events(site_messages))
+    await insert_rows(session, Command, COMMAND_COLUMNS, rows.commands(command_messages))
     await insert_rows(session, CommandExplanation, EXPLANATION_COLUMNS, rows.shared_explanations)
     await _supersede(session, plan, now)
     await webhook_service.emit(
@@ -146,15 +149,8 @@ async def store_plan(
         event_object=views.utility_event_payload(event, now),
         event_id=event.id,
     )
-    await webhook_service.emit_many(
-        session, event_type="event.created", object_type="event", messages=rows.site_messages()
-    )
-    await webhook_service.emit_many(
-        session,
-        event_type="command.created",
-        object_type="command",
-        messages=rows.command_messages(),
-    )
+    await webhook_service.emit_batch(session, site_messages)
+    await webhook_service.emit_batch(session, command_messages)
     await ticks.schedule_event(session, event, plan)
 
 
@@ -187,17 +183,34 @@ class _PlanRows:
         self.explanation_numbers: dict[Hashable, int] = {}
         self.shared_explanations: list[tuple[str, int, str]] = []
 
-    def site_events(self) -> Iterator[tuple[Any, ...]]:
+    def site_events(self, messages: TemplatedMessages) -> Iterator[tuple[Any, ...]]:
+        """Site event rows; each site's `event.created` (its OEM's) goes into `messages`."""
         stamp, event_pk, tenant_pk = self.stamp, self.event_pk, self.tenant_pk
+        template = _site_event_template(self.event, self.now)
+        announce = messages.add
         for key, pc in self.sites.items():
             tenant = tenant_pk[self.tenant_of_site[key]]
-            site_pk = pc.site_pk.hex
-            yield (self.pk_of_site[key], event_pk, site_pk, tenant, pc.site_id, True, stamp, stamp)
+            yield (
+                self.pk_of_site[key],
+                event_pk,
+                pc.site_pk.hex,
+                tenant,
+                pc.site_id,
+                True,
+                stamp,
+                stamp,
+            )
+            announce(tenant, pc.site_id, template, event_pk)
 
-    def commands(self) -> Iterator[tuple[Any, ...]]:
+    def commands(self, messages: TemplatedMessages) -> Iterator[tuple[Any, ...]]:
+        """Command rows; each command's `command.created` (its OEM's) goes into `messages`,
+        its wire form a template per shape of command."""
         stamp, event_pk, tenant_pk = self.stamp, self.event_pk, self.tenant_pk
         pk_of_site, tenant_of_site = self.pk_of_site, self.tenant_of_site
         when = _Memo(self.values.datetime)
+        event_id, now = self.event.id, self.now
+        templates = _Memo(lambda shape: _command_template(event_id, now, *shape))
+        announce = messages.add
         ok, pending = CommandStatus.OK.value, DeviceStatus.PENDING.value
         number_of = self.explanation_numbers
         for pc in self.commands_planned:
@@ -211,16 +224,11 @@ class _PlanRows:
                 if number is None:
                     number = number_of[key] = self._share(pc.explanation, len(number_of))
                 own = _own_reasons(pc.explanation)
-            yield (
-                pc.id.hex,
-                event_pk,
-                pk_of_site[site],
-                tenant_pk[tenant_of_site[site]],
-                pc.device_pk.hex,
-                pc.device_id,
-                pc.action_index,
-                when[pc.starts_at],
-                when[pc.ends_at],
+            command_pk, tenant = pc.id.hex, tenant_pk[tenant_of_site[site]]
+            # What the wire form depends on besides the ids (`_command_template`).
+            shape = (
+                pc.starts_at,
+                pc.ends_at,
                 pc.duration_s,
                 pc.is_preparatory_action,
                 pc.mode,
@@ -228,6 +236,18 @@ class _PlanRows:
                 pc.setpoint_w,
                 pc.enable_grid_import,
                 pc.backup_reserve_percentage,
+            )
+            yield (
+                command_pk,
+                event_pk,
+                pk_of_site[site],
+                tenant,
+                pc.device_pk.hex,
+                pc.device_id,
+                pc.action_index,
+                when[pc.starts_at],
+                when[pc.ends_at],
+                *shape[2:],
                 ok,
                 pending,
                 number,
@@ -235,27 +255,13 @@ class _PlanRows:
                 stamp,
                 stamp,
             )
+            announce(tenant, pc.device_id, templates[shape], event_pk, command_pk)
 
     def _share(self, explanation: Explanation, number: int) -> int:
         """Keep the shared reasons of a new kind of command as explanation `number`."""
         shared = {k: v for k, v in explanation.items() if k not in PER_COMMAND_REASONS}
         self.shared_explanations.append((self.event_pk, number, json_text(shared)))
         return number
-
-    def site_messages(self) -> Iterator[MessageRow]:
-        """`event.created` for each site's OEM, with the site's wire form."""
-        template = _site_event_template(self.event, self.now)
-        tenant_of_site, event_id = self.tenant_of_site, self.event.id
-        for key, pc in self.sites.items():
-            yield tenant_of_site[key], pc.site_id, template, event_id, None
-
-    def command_messages(self) -> Iterator[MessageRow]:
-        """`command.created` for each command's OEM, with the command's wire form."""
-        tenant_of_site, event_id, now = self.tenant_of_site, self.event.id, self.now
-        templates = _Memo(lambda shape: _command_template(event_id, now, *shape))
-        for pc in self.commands_planned:
-            template = templates[_shape(pc)]
-            yield tenant_of_site[pc.site_pk.int], pc.device_id, template, event_id, pc.id
 
 
 def _own_reasons(explanation: Explanation) -> str | None:
@@ -308,21 +314,6 @@ def _site_event_template(event: Event, now: datetime) -> Template:
         site_id=SUBJECT_PLACEHOLDER, is_participating=True, created_at=now, updated_at=now
     )
     return Template.of(views.site_event_payload(event, placeholder, now), command=False)
-
-
-def _shape(pc: PlannedCommand) -> tuple[Any, ...]:
-    """What a new command's wire form depends on besides its ids and its event's."""
-    return (
-        pc.starts_at,
-        pc.ends_at,
-        pc.duration_s,
-        pc.is_preparatory_action,
-        pc.mode,
-        pc.power_mode,
-        pc.setpoint_w,
-        pc.enable_grid_import,
-        pc.backup_reserve_percentage,
-    )
 
 
 def _command_template(

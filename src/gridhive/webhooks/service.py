@@ -84,6 +84,58 @@ async def emit_many(
     await fan_out(session, refs)
 
 
+class TemplatedMessages:
+    """Messages of one type, all with template payloads, added one by one by a caller that
+    makes thousands at once (an event's site events and commands) and stored by `emit_batch`.
+
+    `emit_many` takes the same messages as `MessageRow`s through a generator, with a type check
+    and id conversions per row; here `add` appends the finished row, with ids already as 32 hex
+    digits (`db.bulk.insert_rows`' form), so that a message costs one call.
+    """
+
+    def __init__(self, session: AsyncSession, *, event_type: str, object_type: str) -> None:
+        self.event_type = event_type
+        self.object_type = object_type
+        self.rows: list[tuple[Any, ...]] = []
+        self.templates: dict[str, Template] = {}
+        self._created_at = DriverValues.of(session).datetime(utc_now())
+        self._ids = uuid7_hex_stream()
+
+    def add(
+        self,
+        org_hex: str,
+        subject_id: str,
+        template: Template,
+        event_hex: str | None,
+        command_hex: str | None = None,
+    ) -> None:
+        self.rows.append(
+            (
+                next(self._ids),
+                org_hex,
+                self.event_type,
+                self.object_type,
+                subject_id,
+                None,  # payload: the template's
+                template.id,
+                event_hex,
+                command_hex,
+                self._created_at,
+            )
+        )
+        if template.id not in self.templates:
+            self.templates[template.id] = template
+
+
+async def emit_batch(session: AsyncSession, batch: TemplatedMessages) -> None:
+    """Store `batch` as `emit_many` stores its messages: rows, their templates, deliveries."""
+    if not batch.rows:
+        return
+    await insert_rows(session, OutboundMessage, MESSAGE_COLUMNS, batch.rows)
+    await _store_templates(session, batch.object_type, batch.templates.values())
+    await fan_out(session, [row[:3] for row in batch.rows])  # (id, org, event type)
+
+
 async def _store_templates(
     session: AsyncSession, object_type: str, templates: Iterable[Template]
 ) -> None:
@@ -185,7 +237,7 @@ MessageRow = tuple[
 MessageRef = tuple[uuid.UUID | str, uuid.UUID | str, str]
 TEST_EVENT_TYPE = "webhook.test"  # sent to one endpoint on request, never fanned out
 
-_DELIVERY_COLUMNS = (
+DELIVERY_COLUMNS = (
     "id",
     "message_id",
     "endpoint_id",
@@ -219,18 +271,33 @@ async def fan_out(session: AsyncSession, messages: Sequence[MessageRef]) -> int:
     by_hex = {org_id.hex: route for org_id, route in routes.items()}
     if not any(r.mode is DeliveryMode.MQTT or r.endpoints for r in by_hex.values()):
         return 0
+    lanes_of = {org: _lanes(route) for org, route in by_hex.items()}
+    lanes_by_given: dict[object, list[_Lane]] = {}  # by the org as the message names it
     targets: list[tuple[str, str | None, Channel]] = []
     for message_id, org, event_type in messages:
-        route = by_hex[_hex(org)]
-        if event_type == TEST_EVENT_TYPE or route.mode is DeliveryMode.POLLING:
+        lanes = lanes_by_given.get(org)
+        if lanes is None:
+            lanes = lanes_by_given[org] = lanes_of[_hex(org)]
+        if not lanes or event_type == TEST_EVENT_TYPE:
             continue
-        if route.mode is DeliveryMode.MQTT:
-            targets.append((_hex(message_id), None, Channel.MQTT))
-            continue
-        for endpoint_id, types in route.endpoints:
+        message = _hex(message_id)
+        for endpoint, channel, types in lanes:
             if types is None or event_type in types:
-                targets.append((_hex(message_id), endpoint_id.hex, Channel.WEBHOOK))
+                targets.append((message, endpoint, channel))
     return await enqueue_deliveries(session, targets)
+
+
+# (endpoint id hex or None, channel, subscribed event types or None for all)
+_Lane = tuple[str | None, Channel, frozenset[str] | None]
+
+
+def _lanes(route: repository.Route) -> list[_Lane]:
+    """Where each message of an organisation with this route goes (no lane: polling)."""
+    if route.mode is DeliveryMode.POLLING:
+        return []
+    if route.mode is DeliveryMode.MQTT:
+        return [(None, Channel.MQTT, None)]
+    return [(endpoint_id.hex, Channel.WEBHOOK, types) for endpoint_id, types in route.endpoints]
 
 
 async def enqueue_deliveries(
@@ -246,5 +313,5 @@ async def enqueue_deliveries(
         (next(ids), message_id, endpoint_id, channel.value, "pending", start + i, 0, now, now)
         for i, (message_id, endpoint_id, channel) in enumerate(targets)
     ]
-    await insert_rows(session, Delivery, _DELIVERY_COLUMNS, rows)
+    await insert_rows(session, Delivery, DELIVERY_COLUMNS, rows)
     return len(rows)
