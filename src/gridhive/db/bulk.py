@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.db import sqlite_big_write
+from gridhive.db import pg_copy, sqlite_big_write
 from gridhive.db.base import Base, UTCDateTime
 
 # Compact separators: the text is stored, not read by people, and smaller is faster to write.
@@ -121,7 +122,12 @@ async def insert_rows(
         if not driver.is_in_transaction():
             # SQLAlchemy's asyncpg adapter begins lazily, on the first statement.
             await connection.exec_driver_sql("SELECT 1")
-        await driver.copy_records_to_table(table, records=rows, columns=list(columns))
+        encode_row = pg_copy.row_encoder(sa.inspect(model).local_table, columns)
+        if encode_row is None:
+            await driver.copy_records_to_table(table, records=rows, columns=list(columns))
+        else:
+            data = pg_copy.binary_copy_data(rows, encode_row)
+            await driver.copy_to_table(table, source=data, columns=list(columns), format="binary")
     elif dialect == "sqlite":
         # Built here, on the event loop's thread, not lazily on the driver's: SQLite's thread
         # gains nothing from interleaving (one transaction, one writer) and the rows' Python
