@@ -27,7 +27,8 @@ class Kind(enum.StrEnum):
 PROBE = sa.Table(
     "pg_copy_probe",
     sa.MetaData(),
-    sa.Column("id", sa.Uuid()),
+    sa.Column("id", sa.Uuid(), primary_key=True),  # encoded inline: each is new
+    sa.Column("ref", sa.Uuid()),  # encoded once per value: rows refer to the same few
     sa.Column("at", UTCDateTime()),
     sa.Column("flag", sa.Boolean()),
     sa.Column("n", sa.Integer()),
@@ -39,21 +40,21 @@ PROBE = sa.Table(
 )
 COLUMNS = [column.name for column in PROBE.columns]
 DDL = (
-    "(id uuid, at timestamptz, flag boolean, n integer, big bigint, state varchar(16),"
+    "(id uuid, ref uuid, at timestamptz, flag boolean, n integer, big bigint, state varchar(16),"
     " kind varchar(16), note varchar(500), body json)"
 )
 ID = uuid.UUID("01934f6e-7c2a-7d3e-9f10-aa55cc33ee77")
 ROWS: list[tuple[Any, ...]] = [
-    (ID.hex, datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC), True, 0, 0, "OK", Kind.ONE,
-     "bat-000001", '{"a":1}'),
+    (ID.hex, ID.hex, datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC), True, 0, 0, "OK",
+     Kind.ONE, "bat-000001", '{"a":1}'),
     # A UUID object, a time before PostgreSQL's epoch in another zone, extremes of the ints.
-    (ID, datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-8))),
+    (ID, ID, datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-8))),
      False, -(2**31), -(2**63), "PENDING", "two", "Zürich ☀ \t\\ \"quoted\"",
      '{"text":"line\\nbreak","emoji":"☀"}'),
-    (uuid.uuid4().hex, datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC), True, 2**31 - 1,
-     2**63 - 1, "OK", Kind.ONE, "", "[]"),
+    (uuid.uuid4().hex, ID.hex, datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC), True,
+     2**31 - 1, 2**63 - 1, "OK", Kind.ONE, "", "[]"),
     # NULL in every column.
-    (None, None, None, None, None, None, None, None, None),
+    (None, None, None, None, None, None, None, None, None, None),
 ]  # fmt: skip
 
 
@@ -100,9 +101,9 @@ async def test_every_value_is_stored_as_asyncpg_stores_it(
     ours = await _stored(connection, "ours")
     assert ours == await _stored(connection, "asyncpgs")
     assert len(ours) == len(ROWS)
-    first = next(row for row in ours if row[7] == "bat-000001")
-    assert first[0] == ID
-    assert first[1] == datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC)
+    first = next(row for row in ours if row[8] == "bat-000001")
+    assert first[0] == first[1] == ID
+    assert first[2] == datetime(2026, 12, 6, 8, 0, 0, 123456, tzinfo=UTC)
 
 
 async def test_rows_span_several_chunks(connection: asyncpg.Connection) -> None:
@@ -110,7 +111,8 @@ async def test_rows_span_several_chunks(connection: asyncpg.Connection) -> None:
     assert encode_row is not None
     count = pg_copy.CHUNK_ROWS * 2 + 7
     rows = (
-        (uuid.uuid4().hex, None, True, n, n, "OK", Kind.TWO, f"n{n}", None) for n in range(count)
+        (uuid.uuid4().hex, None, None, True, n, n, "OK", Kind.TWO, f"n{n}", None)
+        for n in range(count)
     )
 
     await connection.copy_to_table(

@@ -22,6 +22,7 @@ Column types without an encoding here (`row_encoder` returns None) go through as
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,10 @@ def _text(value: str) -> bytes:
     return _field(value.encode())
 
 
+def _uuid(value: str | uuid.UUID) -> bytes:
+    return _UUID_PREFIX + (bytes.fromhex(value) if isinstance(value, str) else value.bytes)
+
+
 def _boolean(value: bool) -> bytes:
     return _field(b"\x01" if value else b"\x00")
 
@@ -84,17 +89,20 @@ def _int8(value: int) -> bytes:
 
 
 def _column_encoding(
-    column_type: sa.types.TypeEngine[Any], value: str, memo: str
+    column: sa.ColumnElement[Any], value: str, memo: str
 ) -> tuple[str, Callable[[Any], bytes] | None] | None:
     """How one column's `value` (a variable name) is encoded, as a Python expression, and the
     encoder whose memo `memo` (another name) is, if it has one; None: no encoder here.
 
-    Values that repeat (timestamps, states, numbers, flags) go through a memo; ids, free text
-    and JSON are encoded inline, since each is new.
+    Values that repeat (timestamps, states, numbers, flags, the ids rows refer to) go through
+    a memo; a row's own id, free text and JSON are encoded inline, since each is new.
     """
+    column_type = column.type
     if isinstance(column_type, UTCDateTime):
         return f"{memo}[{value}]", _timestamptz
     if isinstance(column_type, sa.Uuid):
+        if not getattr(column, "primary_key", False):
+            return f"{memo}[{value}]", _uuid
         # 32 hex digits as rows carry them, or a UUID; asyncpg returns its own UUID subclass.
         hexed = f"fromhex({value}) if {value}.__class__ is str else {value}.bytes"
         return f"(NULL if {value} is None else UUID_PREFIX + ({hexed}))", None
@@ -110,7 +118,8 @@ def _column_encoding(
         return f"{memo}[{value}]", _text
     if isinstance(column_type, sa.String | sa.JSON):
         # JSON's binary send format is its text, and rows carry JSON as text already.
-        return f"(NULL if {value} is None else _text({value}))", None
+        encoded = f"(_utf8 := {value}.encode())"
+        return f"(NULL if {value} is None else pack_length(len({encoded})) + _utf8)", None
     return None
 
 
@@ -129,10 +138,10 @@ def row_encoder(table: sa.FromClause, columns: Sequence[str]) -> RowEncoder | No
         "UUID_PREFIX": _UUID_PREFIX,
         "COUNT": struct.pack("!h", len(columns)),
         "fromhex": bytes.fromhex,
-        "_text": _text,
+        "pack_length": struct.Struct("!i").pack,
     }
     for index, name in enumerate(columns):
-        encoding = _column_encoding(table.c[name].type, names[index], f"m{index}")
+        encoding = _column_encoding(table.c[name], names[index], f"m{index}")
         if encoding is None:
             return None
         expression, encode = encoding
