@@ -121,9 +121,10 @@ async def _sqlite_insert(
             continue
         sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row_marks] * per_statement)}"
         stop = start + per_statement * count
-        values = list(chain.from_iterable(rows[start:stop]))
-        width = per_statement * len(columns)
-        batches = [values[i : i + width] for i in range(0, len(values), width)]
+        batches = [
+            list(chain.from_iterable(rows[i : i + per_statement]))
+            for i in range(start, stop, per_statement)
+        ]
         cursor = await driver.executemany(sql, batches)
         await cursor.close()
         start = stop
