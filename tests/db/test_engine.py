@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from gridhive.db import engine as db_engine
 from gridhive.db import sqlite_big_write
 from gridhive.db.bulk import insert_rows
-from gridhive.db.engine import create_engine, is_sqlite
+from gridhive.db.engine import SQLITE_MMAP_BYTES, create_engine, is_sqlite
 
 
 @pytest.fixture
@@ -38,6 +38,8 @@ async def test_every_connection_has_the_pragmas(sqlite_file: str) -> None:
                 assert await connection.scalar(sa.text("PRAGMA foreign_keys")) == 1
                 assert await connection.scalar(sa.text("PRAGMA journal_mode")) == "wal"
                 assert await connection.scalar(sa.text("PRAGMA busy_timeout")) == 30000
+                mmap = await connection.scalar(sa.text("PRAGMA mmap_size"))
+                assert mmap == SQLITE_MMAP_BYTES
     finally:
         await engine.dispose()
 

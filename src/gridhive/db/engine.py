@@ -92,8 +92,12 @@ def _install_idle_ping(engine: AsyncEngine) -> None:
             raise DisconnectionError("pooled connection lost while idle") from exc
 
 
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages stay the OS's
+
+
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
-    """WAL, foreign keys, a busy timeout, and SQLAlchemy's pysqlite SAVEPOINT recipe.
+    """WAL, foreign keys, a busy timeout, memory-mapped reads, and SQLAlchemy's pysqlite
+    SAVEPOINT recipe.
 
     The driver's own transaction handling breaks SAVEPOINT (a `commit()` inside a nested test
     transaction survives the outer rollback), so we turn it off and emit BEGIN ourselves. BEGIN
@@ -110,6 +114,12 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Reads of the database file through memory-mapped I/O: a page not in the connection's
+        # own small cache (2 MB, and each pooled connection has one) comes from the OS's page
+        # cache, shared by all of them, without a read call and a copy. An event's random-id
+        # index inserts read thousands of such pages; with it, SQLite's CPU for an event over
+        # 10,000 batteries fell by about a tenth (bench/plan_event.py, runs alternating).
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
