@@ -21,6 +21,7 @@ Column types without an encoding here (`row_encoder` returns None) go through as
 
 from __future__ import annotations
 
+import functools
 import struct
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -125,14 +126,45 @@ def _column_encoding(
 
 def row_encoder(table: sa.FromClause, columns: Sequence[str]) -> RowEncoder | None:
     """A function from a row of `columns` to its bytes in a COPY into `table`, or None if a
-    column's type has no encoder here.
+    column's type has no encoder here. Its memos are new: make one per statement.
 
     The function is generated, with each column's encoding written out in it: one call per
     row instead of one per value (as `dataclasses` and `namedtuple` generate their methods).
     At 30,000 rows of ten columns the calls alone cost as much as asyncpg's encoding.
     """
+    made = _row_encoder_maker(table, tuple(columns))
+    if made is None:
+        return None
+    make, memo_encoders = made
+    return make(*(_Once(encode) for encode in memo_encoders))
+
+
+@functools.cache
+def _row_encoder_maker(
+    table: sa.FromClause, columns: tuple[str, ...]
+) -> tuple[Callable[..., RowEncoder], list[Callable[[Any], bytes]]] | None:
+    """The compiled maker of `row_encoder`'s functions, once per table and columns (compiling
+    costs more than encoding a small statement's rows), and the encoders of its memos."""
     names = [f"v{i}" for i in range(len(columns))]
     expressions: list[str] = []
+    memos: list[str] = []
+    memo_encoders: list[Callable[[Any], bytes]] = []
+    for index, name in enumerate(columns):
+        encoding = _column_encoding(table.c[name], names[index], f"m{index}")
+        if encoding is None:
+            return None
+        expression, encode = encoding
+        if encode is not None:
+            memos.append(f"m{index}")
+            memo_encoders.append(encode)
+        expressions.append(expression)
+    source = (
+        f"def make({', '.join(memos)}):\n"
+        f"    def encode_row(row):\n"
+        f"        {', '.join(names)}, = row\n"
+        f"        return b''.join((COUNT, {', '.join(expressions)}))\n"
+        f"    return encode_row\n"
+    )
     scope: dict[str, Any] = {
         "NULL": NULL,
         "UUID_PREFIX": _UUID_PREFIX,
@@ -140,23 +172,9 @@ def row_encoder(table: sa.FromClause, columns: Sequence[str]) -> RowEncoder | No
         "fromhex": bytes.fromhex,
         "pack_length": struct.Struct("!i").pack,
     }
-    for index, name in enumerate(columns):
-        encoding = _column_encoding(table.c[name], names[index], f"m{index}")
-        if encoding is None:
-            return None
-        expression, encode = encoding
-        if encode is not None:
-            scope[f"m{index}"] = _Once(encode)
-        expressions.append(expression)
-    source = (
-        f"def encode_row(row):\n"
-        f"    {', '.join(names)}, = row\n"
-        f"    return b''.join((COUNT, {', '.join(expressions)}))\n"
-    )
     # Built above from fixed templates and column positions only: no data is in the code.
     exec(source, scope)
-    encode_row: RowEncoder = scope["encode_row"]
-    return encode_row
+    return scope["make"], memo_encoders
 
 
 async def binary_copy_data(
