@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gridhive.auth import service as auth_service
-from gridhive.auth.models import OrgKind
+from gridhive.auth.models import Organization, OrgKind
 from gridhive.commands.models import Command
 from gridhive.db.base import UTCDateTime
 from gridhive.db.bulk import insert_rows, uuid7_hex_stream
@@ -43,7 +43,9 @@ from gridhive.events.persistence import COMMAND_COLUMNS, SITE_EVENT_COLUMNS
 from gridhive.programs import service as program_service
 from gridhive.programs.schemas import ProgramCreate
 from gridhive.sites.models import Site
+from gridhive.webhooks import endpoints
 from gridhive.webhooks.models import Delivery, OutboundMessage
+from gridhive.webhooks.schemas import WebhookEndpointCreate
 from gridhive.webhooks.service import DELIVERY_COLUMNS, MESSAGE_COLUMNS
 
 SEED_CHUNK = 10_000
@@ -146,6 +148,20 @@ async def seed_fleet(session: AsyncSession, devices: int) -> Fleet:
         await session.execute(sa.text("ANALYZE"))
         await session.commit()
     return Fleet(program.id, {"Authorization": f"Bearer {key}"}, devices)
+
+
+async def register_oem_webhook(
+    session: AsyncSession, url: str, event_types: list[str] | None = None
+) -> None:
+    """A webhook endpoint of the seeded fleet's OEM, in the caller's transaction."""
+    oem = await session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.OEM))
+    assert oem is not None
+    await endpoints.create_endpoint(
+        session,
+        org_id=oem.id,
+        data=WebhookEndpointCreate(url=url, event_types=event_types),
+        allow_private=True,
+    )
 
 
 def _home(

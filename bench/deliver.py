@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     fresh_engine,
+    register_oem_webhook,
     remove_sqlite_database,
     seed_fleet,
     server_version,
@@ -50,14 +51,12 @@ from bench._common import (
 )
 from bench.plan_event import event_body, machine
 from gridhive import app as app_module
-from gridhive.auth.models import Organization, OrgKind
 from gridhive.config import Settings
 from gridhive.db.session import make_sessionmaker, unit_of_work
 from gridhive.integrations.webhook import signed_headers
-from gridhive.webhooks import endpoints, jobs, repository
+from gridhive.webhooks import jobs, repository
 from gridhive.webhooks.models import Delivery, DeliveryState
 from gridhive.webhooks.repository import is_open
-from gridhive.webhooks.schemas import WebhookEndpointCreate
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/gridhive_bench_deliver"
 
@@ -156,14 +155,7 @@ async def prepare(engine: AsyncEngine, url: str, messages: int, hook: str) -> in
     async with sessionmaker() as session:
         fleet = await seed_fleet(session, devices)
     async with unit_of_work(sessionmaker) as session:
-        oem = await session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.OEM))
-        assert oem is not None
-        await endpoints.create_endpoint(
-            session,
-            org_id=oem.id,
-            data=WebhookEndpointCreate(url=hook, event_types=["command.created"]),
-            allow_private=True,
-        )
+        await register_oem_webhook(session, hook, ["command.created"])
     settings = Settings(database_url=url, run_migrations_on_start=False, log_json=False)
     settings.worker.in_process = False
     app = app_module.create_app(settings, engine=engine)

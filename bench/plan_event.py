@@ -45,20 +45,18 @@ from bench._common import (
     database_floor,
     fresh_engine,
     median,
+    register_oem_webhook,
     remove_sqlite_database,
     seed_fleet,
     server_version,
     sqlite_url,
 )
 from gridhive import app as app_module
-from gridhive.auth.models import Organization, OrgKind
 from gridhive.commands.models import Command
 from gridhive.config import Settings
 from gridhive.db import sqlite_big_write
 from gridhive.db.session import make_sessionmaker
 from gridhive.events.models import Event
-from gridhive.webhooks import endpoints
-from gridhive.webhooks.schemas import WebhookEndpointCreate
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gridhive_bench"
 PHASES = ("validate", "resolve", "overlap", "plan", "insert", "outbox", "commit", "other")
@@ -178,8 +176,9 @@ async def bench_size(
     sessionmaker = make_sessionmaker(engine)
     async with sessionmaker() as session:
         fleet = await seed_fleet(session, devices)
-        if webhook:
-            await _register_webhook(session)
+        if webhook:  # never called: the dispatch only writes the deliveries
+            await register_oem_webhook(session, "http://127.0.0.1:9/hooks")
+            await session.commit()
     settings = Settings(database_url=url, run_migrations_on_start=False, log_json=False)
     app = app_module.create_app(settings, engine=engine)
     result = Result(engine.dialect.name, devices)
@@ -229,20 +228,6 @@ async def bench_size(
                 f"{commands:,} commands\n"
             )
     return result
-
-
-async def _register_webhook(session: AsyncSession) -> None:
-    """A webhook endpoint of the fleet's OEM, subscribed to every event type (never called:
-    the dispatch only writes the deliveries)."""
-    oem = await session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.OEM))
-    assert oem is not None
-    await endpoints.create_endpoint(
-        session,
-        org_id=oem.id,
-        data=WebhookEndpointCreate(url="http://127.0.0.1:9/hooks"),
-        allow_private=True,
-    )
-    await session.commit()
 
 
 async def _cancel(sessionmaker: Any, event_id: str) -> int:

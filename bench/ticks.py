@@ -45,6 +45,7 @@ from bench._common import (
     GcClock,
     PhaseTimer,
     fresh_engine,
+    register_oem_webhook,
     remove_sqlite_database,
     seed_fleet,
     server_version,
@@ -52,17 +53,14 @@ from bench._common import (
 )
 from bench.plan_event import event_body, machine
 from gridhive import app as app_module
-from gridhive.auth.models import Organization, OrgKind
 from gridhive.commands.models import Command, DeviceStatus
 from gridhive.config import Settings
 from gridhive.db.session import make_sessionmaker, unit_of_work
 from gridhive.events import ticks
 from gridhive.events.models import Event
 from gridhive.kit.time import isoformat_z
-from gridhive.webhooks import endpoints
 from gridhive.webhooks import service as webhook_service
 from gridhive.webhooks.models import OutboundMessage
-from gridhive.webhooks.schemas import WebhookEndpointCreate
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/gridhive_h4_bench"
 PHASES = ("other", "outbox", "commit")
@@ -114,14 +112,7 @@ async def dispatch(engine: AsyncEngine, url: str, devices: int) -> Event:
     async with sessionmaker() as session:
         fleet = await seed_fleet(session, devices)
     async with unit_of_work(sessionmaker) as session:
-        oem = await session.scalar(sa.select(Organization).where(Organization.kind == OrgKind.OEM))
-        assert oem is not None
-        await endpoints.create_endpoint(
-            session,
-            org_id=oem.id,
-            data=WebhookEndpointCreate(url="http://127.0.0.1:9/hook"),
-            allow_private=True,
-        )
+        await register_oem_webhook(session, "http://127.0.0.1:9/hook")
     settings = Settings(database_url=url, run_migrations_on_start=False, log_json=False)
     settings.worker.in_process = False
     app = app_module.create_app(settings, engine=engine)

@@ -232,35 +232,10 @@ def _refresh_loaded(
     set_committed_value(command, "updated_at", now)
 
 
-@dataclass(frozen=True, slots=True)
-class CommandValues:
-    """What a command's wire form shows, as plain values: the placeholder of a payload
-    template (an event makes hundreds, and an ORM `Command` each cost more than its JSON)."""
-
-    id: uuid.UUID
-    event_id: uuid.UUID
-    device_id: str
-    starts_at: datetime
-    ends_at: datetime | None
-    duration_s: int | None
-    is_preparatory_action: bool
-    mode: str
-    power_mode: str | None
-    setpoint_w: int | None
-    enable_grid_import: bool | None
-    backup_reserve_percentage: int | None
-    status: CommandStatus
-    device_status: DeviceStatus
-    device_status_reason: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-def command_payload(command: Command | CommandValues | sa.Row[Any]) -> dict[str, Any]:
+def command_payload(command: Command | sa.Row[Any]) -> dict[str, Any]:
     """Flip's Command as JSON, built directly: events write one per device at fleet scale.
 
-    Takes a Command, its `CommandValues`, or a row of its columns (the acknowledgement's
-    RETURNING).
+    Takes a Command or a row of its columns (the acknowledgement's RETURNING).
     tests/commands check it equals `CommandRead.model_validate(command).model_dump(mode="json")`.
     """
     return {

@@ -26,8 +26,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gridhive.commands import service as command_service
+from gridhive.commands import rows as command_rows
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
+from gridhive.commands.rows import CommandRow
 from gridhive.db.bulk import DriverValues, insert_rows, json_text, uuid7_hex_stream
 from gridhive.events import repository, ticks, views
 from gridhive.events.models import CommandExplanation, Event, SiteEvent
@@ -316,6 +317,10 @@ def _site_event_template(event: Event, now: datetime) -> Template:
     return Template.of(views.site_event_payload(event, placeholder, now), command=False)
 
 
+# A placeholder's tenant: the wire form does not show it (`command_service.command_payload`).
+_NO_TENANT = uuid.UUID(int=0)
+
+
 def _command_template(
     event_id: uuid.UUID,
     created_at: datetime,
@@ -328,9 +333,10 @@ def _command_template(
     starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = (
         battery_command
     )
-    placeholder = command_service.CommandValues(
+    placeholder = CommandRow(
         id=COMMAND_PLACEHOLDER,
         event_id=event_id,
+        tenant_id=_NO_TENANT,
         device_id=SUBJECT_PLACEHOLDER,
         starts_at=starts_at,
         ends_at=ends_at,
@@ -347,4 +353,4 @@ def _command_template(
         created_at=created_at,
         updated_at=updated_at or created_at,
     )
-    return Template.of(command_service.command_payload(placeholder), command=True)
+    return Template.of(command_rows.payload(placeholder), command=True)
