@@ -117,8 +117,8 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
         # Reads of the database file through memory-mapped I/O: a page not in the connection's
         # own small cache (2 MB, and each pooled connection has one) comes from the OS's page
         # cache, shared by all of them, without a read call and a copy. An event's random-id
-        # index inserts read thousands of such pages; with it, SQLite's CPU for an event over
-        # 10,000 batteries fell by about a tenth (bench/plan_event.py, runs alternating).
+        # index inserts read thousands of such pages; with it, an event over 10,000 batteries
+        # took about a tenth less time (bench/plan_event.py, four pairs of runs alternating).
         cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
