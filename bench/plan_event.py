@@ -5,6 +5,8 @@ auto-approving program (bulk-seeded, not timed), then `--repeats` dispatches of 
 DISCHARGE SETPOINT action starting in 2 h (so pre-charges are planned) through the real ASGI
 app and its own unit of work. Between repeats the previous event and its commands are marked
 canceled in SQL (untimed), so every run plans a fresh event against a table that keeps growing.
+The OEM has no webhook endpoint, as one that polls; with `--oem-webhook` it has one for every
+event type, and each message then also gets a delivery row in the same transaction.
 
 Prints a Markdown table of medians: wall time; the database floor (the same rows stored again
 through the product's bulk path, rows ready-made: `bench._common.database_floor`); the split by
