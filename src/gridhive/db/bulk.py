@@ -110,24 +110,26 @@ SQLITE_ROWS_PER_STATEMENT = 50
 async def _sqlite_insert(
     driver: Any, table: str, columns: Sequence[str], rows: list[Sequence[Any]]
 ) -> None:
-    """`rows` as multi-row INSERTs of `SQLITE_ROWS_PER_STATEMENT` rows, then the rest."""
-    names = ", ".join(columns)
+    """`rows` as multi-row INSERTs of `SQLITE_ROWS_PER_STATEMENT` rows, then one of the rest."""
+    per = SQLITE_ROWS_PER_STATEMENT
+    whole = len(rows) - len(rows) % per
+    if whole:
+        batches = [list(chain.from_iterable(rows[i : i + per])) for i in range(0, whole, per)]
+        await _executemany(driver, _insert_sql(table, columns, per), batches)
+    if whole < len(rows):
+        rest = rows[whole:]
+        batch = list(chain.from_iterable(rest))
+        await _executemany(driver, _insert_sql(table, columns, len(rest)), [batch])
+
+
+def _insert_sql(table: str, columns: Sequence[str], rows: int) -> str:
     row_marks = "(" + ", ".join("?" * len(columns)) + ")"
-    full, rest = divmod(len(rows), SQLITE_ROWS_PER_STATEMENT)
-    statements: list[tuple[int, int]] = [(SQLITE_ROWS_PER_STATEMENT, full), (rest, 1)]
-    start = 0
-    for per_statement, count in statements:
-        if not per_statement or not count:
-            continue
-        sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([row_marks] * per_statement)}"
-        stop = start + per_statement * count
-        batches = [
-            list(chain.from_iterable(rows[i : i + per_statement]))
-            for i in range(start, stop, per_statement)
-        ]
-        cursor = await driver.executemany(sql, batches)
-        await cursor.close()
-        start = stop
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_marks] * rows)}"
+
+
+async def _executemany(driver: Any, sql: str, batches: list[list[Any]]) -> None:
+    cursor = await driver.executemany(sql, batches)
+    await cursor.close()
 
 
 async def insert_rows(

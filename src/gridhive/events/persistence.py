@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.commands import rows as command_rows
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus
-from gridhive.commands.rows import CommandRow
 from gridhive.db.bulk import DriverValues, insert_rows, json_text, uuid7_hex_stream
 from gridhive.events import repository, ticks, views
 from gridhive.events.models import CommandExplanation, Event, SiteEvent
@@ -333,7 +332,7 @@ def _command_template(
     starts_at, ends_at, duration_s, preparatory, mode, power_mode, setpoint_w, grid, reserve = (
         battery_command
     )
-    placeholder = CommandRow(
+    placeholder = command_rows.CommandRow(
         id=COMMAND_PLACEHOLDER,
         event_id=event_id,
         tenant_id=_NO_TENANT,

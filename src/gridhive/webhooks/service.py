@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gridhive.db.bulk import DriverValues as DriverValues
 from gridhive.db.bulk import insert_rows as insert_rows
 from gridhive.db.bulk import json_text as json_text
-from gridhive.db.bulk import uuid4_hex_stream as uuid4_hex_stream
 from gridhive.db.bulk import uuid7_hex_stream as uuid7_hex_stream
 from gridhive.kit.time import utc_now
 from gridhive.webhooks import repository
