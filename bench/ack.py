@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import fresh_engine, remove_sqlite_database, seed_fleet, sqlite_url
+from bench._echo import echo_app
 from gridhive.auth import service as auth_service
 from gridhive.auth.models import Organization, OrgKind
 from gridhive.commands.models import Command
@@ -314,24 +315,10 @@ async def run_size(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The least an HTTP endpoint can do: read the body, answer 200 with a small JSON."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    start = {"type": "http.response.start", "status": 200}
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"11")]
-    await send({**start, "headers": headers})
-    await send({"type": "http.response.body", "body": b'{"ok":true}'})
-
-
 def serve_echo(port: int) -> None:
     import uvicorn
 
-    uvicorn.run(_echo_app, host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(echo_app, host="127.0.0.1", port=port, log_level="warning")
 
 
 async def run_floor(args: argparse.Namespace) -> Phase:

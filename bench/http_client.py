@@ -46,6 +46,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._echo import echo_app
 from gridhive.integrations import webhook
 from gridhive.simulator.stack import free_port
 
@@ -63,24 +64,6 @@ Request = Callable[[int], Awaitable[None]]
 
 
 # Servers -------------------------------------------------------------------------------------
-
-
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The least an HTTP endpoint can do: read the body, answer 200 with a small JSON."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
 def starlette_app() -> Any:
