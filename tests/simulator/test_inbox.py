@@ -118,6 +118,35 @@ class TestAcks:
         assert inbox.stats.superseded == 1
         assert inbox.records["c-1"].versions == 2
 
+    async def test_the_report_shows_the_latest_version_and_every_ack(
+        self, fake_client: GridhiveClient, fake_server: FakeServer
+    ) -> None:
+        inbox = make_inbox()
+        inbox.receive(command(), via="webhook")
+        await inbox.drain(fake_client)
+        inbox.receive(command(setpoint_w=2500, starts_in_s=7200, updated=10), via="polling")
+        await inbox.drain(fake_client)
+        report = inbox.records["c-1"].report()
+        later = command(starts_in_s=7200)
+        assert {k: report[k] for k in ("id", "device_id", "event_id", "status")} == {
+            "id": "c-1",
+            "device_id": device(0),
+            "event_id": "e-1",
+            "status": "OK",
+        }
+        assert (report["setpoint_w"], report["starts_at"], report["ends_at"]) == (
+            2500,
+            later["starts_at"],
+            later["ends_at"],
+        )
+        assert (report["mode"], report["power_mode"]) == ("DISCHARGE", "SETPOINT")
+        assert report["is_preparatory_action"] is False
+        assert (report["via"], report["versions"]) == ("webhook", 2)
+        assert [(a["for_status"], a["device_status"], a["outcome"]) for a in report["acks"]] == [
+            ("OK", "OK", "ok"),
+            ("OK", "OK", "ok"),
+        ]
+
     async def test_an_older_version_arriving_late_is_ignored(
         self, fake_client: GridhiveClient, fake_server: FakeServer
     ) -> None:
