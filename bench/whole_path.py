@@ -394,7 +394,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("GRIDHIVE_BENCH_DATABASE_URL", DEFAULT_POSTGRES_URL),
         help="an empty-able PostgreSQL database (its schema is dropped)",
     )
-    parser.add_argument("--baseline-round-trips", type=int, default=5_000)
+    parser.add_argument(
+        "--baseline-round-trips",
+        type=int,
+        default=5_000,
+        help="round trips per baseline measurement; 0 skips the baseline",
+    )
     parser.add_argument(
         "--max-wait-s",
         type=float,
@@ -410,8 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"load_at_start": load(), "cpus": os.cpu_count(), "runs": []}
-    figures["baseline"] = await baselines(args.baseline_round_trips)
-    say({"baseline": figures["baseline"], "load": figures["load_at_start"]})
+    if args.baseline_round_trips > 0:
+        figures["baseline"] = await baselines(args.baseline_round_trips)
+        say({"baseline": figures["baseline"], "load": figures["load_at_start"]})
     for database in args.databases.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             url = sqlite_url() if database == "sqlite" else args.postgres_url
