@@ -152,8 +152,8 @@ class CommandInbox:
         self.stats = InboxStats()
         self._holding: datetime | None = None
         self._hold_changed = asyncio.Event()
-        # Versions and event ids, one object per distinct value: the commands of an event
-        # share a handful of versions, so 200,000 records hold a few hundred tuples.
+        # Versions and event ids, one object per distinct value: an event's commands have far
+        # fewer distinct versions (window, setpoint, mode) than there are commands.
         self._shared: dict[Any, Any] = {}
 
     def receive(self, command: Mapping[str, Any], *, via: str) -> None:
