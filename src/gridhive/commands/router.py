@@ -39,11 +39,14 @@ async def read_commands(
     """Poll your commands, ordered by `updated_at` (oldest first).
 
     `updated_since` is inclusive. A command's `updated_at` is the time the change that wrote it
-    began, and a large change (a dispatch to 100,000 devices, an event's start) commits up to
-    about a minute later, so rows can appear below the newest `updated_at` you have seen. Poll
-    from the largest `updated_at` seen minus an overlap longer than that (5 minutes is safe;
-    `gridhive simulate` re-reads 60 s), keep commands by `id`, and expect to see some again.
-    `status` and `device_status` may be repeated.
+    began. A dispatch or an event's cancellation commits seconds later, so a poll made while
+    one is under way waits for it to commit and then includes its commands (on SQLite nothing
+    else commits meanwhile): going on from the newest `updated_at` you have seen misses none
+    of them. Other
+    changes (an ack, an opt-out, the scheduler's end-of-event and re-send updates) are not
+    waited for, so re-reading an overlap is still wise: poll from the newest `updated_at`
+    seen minus a few minutes (`gridhive simulate` re-reads 60 s), keep commands by `id`, and
+    expect to see some again. `status` and `device_status` may be repeated.
     """
     filters = service.CommandFilter(
         updated_since=updated_since,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from gridhive.commands import stamps
 from gridhive.commands.errors import CommandNotFound
 from gridhive.commands.models import Command, CommandStatus, DeviceStatus, battery_commands_of
 from gridhive.commands.schemas import CommandAck
@@ -33,7 +34,12 @@ class CommandFilter:
 async def search_commands(
     session: AsyncSession, *, tenant_id: uuid.UUID, filters: CommandFilter, page: Page
 ) -> Sequence[Command]:
-    """The OEM's commands, oldest update first; `updated_since` is inclusive."""
+    """The OEM's commands, oldest update first; `updated_since` is inclusive.
+
+    Waits for a dispatch or cancellation in progress to commit first (`stamps`): its commands
+    are stamped with its start, and reading past them would leave them behind the cursor.
+    """
+    await stamps.wait_for_large_changes(session)
     stmt = sa.select(Command).where(Command.tenant_id == tenant_id)
     if filters.updated_since is not None:
         stmt = stmt.where(Command.updated_at >= filters.updated_since)

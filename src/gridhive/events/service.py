@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gridhive.auth.service import Principal
 from gridhive.commands import service as command_service
+from gridhive.commands import stamps as command_stamps
 from gridhive.commands.models import Command, CommandStatus
 from gridhive.errors import FieldError, Unprocessable
 from gridhive.events import persistence, repository, views
@@ -69,6 +70,8 @@ async def dispatch_event(session: AsyncSession, principal: Principal, data: Even
     fails nothing of the event exists.
     """
     program = await _program_of_caller(session, principal, data.program_id)
+    # Before the stamp: polls wait for this transaction instead of reading past it.
+    await command_stamps.hold_for_large_change(session)
     now = utc_now()
     await _validate(session, program, data, now)
     # At 100,000 devices targets, plan and rows are a few million small objects, none of them
@@ -236,6 +239,7 @@ def _device_state(row: TargetRow) -> DeviceState:
 
 async def cancel_event(session: AsyncSession, event: Event) -> Event:
     """Cancel an unfinished event: unfinished commands become CANCELED and await a new ack."""
+    await command_stamps.hold_for_large_change(session)  # before the stamp, as a dispatch
     now = utc_now()
     if is_finished(event, now):
         raise EventFinished(f"Event {event.id} is already {event_status(event, now)}")
