@@ -93,6 +93,26 @@ async def settled(db: CommittedDb, task: asyncio.Task[Sequence[Command]]) -> Non
     raise AssertionError("the poll neither answered nor waited")
 
 
+async def naive_polls_across(
+    db: CommittedDb, fleet: Fleet, writing: AsyncSession, earlier: Command, since: datetime
+) -> list[Command]:
+    """While `writing` is open, the OEM acks `earlier` and polls; then `writing` commits and
+    the OEM polls again from the newest `updated_at` it saw, as a naive poller does. What the
+    two polls returned."""
+    async with db.sessionmaker() as acking:
+        ack = CommandAck.model_validate({"device_status": "OK"})
+        await command_service.acknowledge(
+            acking, tenant_id=fleet.oem.org.id, command_id=earlier.id, ack=ack
+        )
+        await acking.commit()
+    first_poll = asyncio.create_task(poll(db, fleet, since))
+    await settled(db, first_poll)
+    await writing.commit()
+    first = list(await first_poll)
+    cursor = max(c.updated_at for c in first)
+    return first + list(await poll(db, fleet, cursor))
+
+
 async def test_a_poll_during_a_dispatch_misses_none_of_its_commands(
     committed: CommittedDb,  # noqa: F811
 ) -> None:
@@ -100,25 +120,13 @@ async def test_a_poll_during_a_dispatch_misses_none_of_its_commands(
     started = utc_now()
     async with committed.sessionmaker() as dispatching:
         event = await open_dispatch(dispatching, fleet)  # stamped now, not yet committed
-        async with committed.sessionmaker() as acking:  # the OEM answers an older command
-            ack = CommandAck.model_validate({"device_status": "OK"})
-            await command_service.acknowledge(
-                acking, tenant_id=fleet.oem.org.id, command_id=earlier.id, ack=ack
-            )
-            await acking.commit()
-        first = asyncio.create_task(poll(committed, fleet, started))
-        await settled(committed, first)
-        await dispatching.commit()
-    seen = {c.id for c in await first}
-    # A naive poller goes on from the newest `updated_at` it has seen.
-    cursor = max(c.updated_at for c in await first)
-    seen |= {c.id for c in await poll(committed, fleet, cursor)}
+        polled = await naive_polls_across(committed, fleet, dispatching, earlier, started)
     async with committed.sessionmaker() as session:
         dispatched = set(
             await session.scalars(sa.select(Command.id).where(Command.event_id == event.id))
         )
     assert dispatched  # a pre-charge and a discharge per battery
-    assert dispatched | {earlier.id} <= seen
+    assert dispatched | {earlier.id} <= {c.id for c in polled}
 
 
 async def test_a_poll_during_a_cancellation_sees_every_command_canceled(
@@ -131,18 +139,7 @@ async def test_a_poll_during_a_cancellation_sees_every_command_canceled(
     started = utc_now()
     async with committed.sessionmaker() as canceling:
         await event_service.cancel_event(canceling, await canceling.get_one(Event, event.id))
-        async with committed.sessionmaker() as acking:
-            ack = CommandAck.model_validate({"device_status": "OK"})
-            await command_service.acknowledge(
-                acking, tenant_id=fleet.oem.org.id, command_id=earlier.id, ack=ack
-            )
-            await acking.commit()
-        first = asyncio.create_task(poll(committed, fleet, started))
-        await settled(committed, first)
-        await canceling.commit()
-    seen = {(c.id, c.status) for c in await first}
-    cursor = max(c.updated_at for c in await first)
-    seen |= {(c.id, c.status) for c in await poll(committed, fleet, cursor)}
+        polled = await naive_polls_across(committed, fleet, canceling, earlier, started)
     async with committed.sessionmaker() as session:
         canceled = set(
             await session.execute(
@@ -151,7 +148,7 @@ async def test_a_poll_during_a_cancellation_sees_every_command_canceled(
         )
     assert canceled
     assert {status for _, status in canceled} == {CommandStatus.CANCELED}
-    assert canceled <= seen
+    assert canceled <= {(c.id, c.status) for c in polled}
 
 
 async def test_a_dispatch_waits_for_a_poll_in_progress_and_stamps_after_it(
