@@ -42,11 +42,10 @@ async def read_commands(
     began. A dispatch or an event's cancellation commits seconds later, so a poll made while
     one is under way waits for it to commit and then includes its commands (on SQLite nothing
     else commits meanwhile): going on from the newest `updated_at` you have seen misses none
-    of them. Other
-    changes (an ack, an opt-out, the scheduler's end-of-event and re-send updates) are not
-    waited for, so re-reading an overlap is still wise: poll from the newest `updated_at`
-    seen minus a few minutes (`gridhive simulate` re-reads 60 s), keep commands by `id`, and
-    expect to see some again. `status` and `device_status` may be repeated.
+    of them. Other changes (an ack, an opt-out, the scheduler's end-of-event and re-send
+    updates) are not waited for, so re-reading an overlap is still wise: poll from the newest
+    `updated_at` seen minus a few minutes (`gridhive simulate` re-reads 60 s), keep commands
+    by `id`, and expect to see some again. `status` and `device_status` may be repeated.
     """
     filters = service.CommandFilter(
         updated_since=updated_since,

@@ -37,17 +37,17 @@ LARGE_CHANGE_LOCK = int.from_bytes(b"gridhive", "big")
 async def hold_for_large_change(session: AsyncSession) -> None:
     """Before a large change takes its stamp: wait for polls and other large changes in
     progress, and make polls that start from now on wait for this transaction to end."""
-    connection = await session.connection()  # on SQLite: BEGIN IMMEDIATE, the write lock
-    if connection.dialect.name == "postgresql":
-        await connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": LARGE_CHANGE_LOCK}
-        )
+    # On SQLite the first statement's BEGIN IMMEDIATE is the write lock: nothing more to take.
+    await _lock(session, "pg_advisory_xact_lock")
 
 
 async def wait_for_large_changes(session: AsyncSession) -> None:
     """Before a poll reads commands: wait for large changes in progress to end."""
+    await _lock(session, "pg_advisory_xact_lock_shared")
+
+
+async def _lock(session: AsyncSession, function: str) -> None:
+    """The session's transaction begun, and on PostgreSQL `function` of the lock taken."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        await connection.execute(
-            text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": LARGE_CHANGE_LOCK}
-        )
+        await connection.execute(text(f"SELECT {function}(:key)"), {"key": LARGE_CHANGE_LOCK})
